@@ -1,0 +1,265 @@
+"""The rule, as pure functions: AWS facts in, findings out. No I/O, no clock.
+
+A user violates when a console password (login profile) exists and no MFA device is
+enabled. The credential report covers the whole account in one read; every user it flags,
+or does not know, is confirmed live (GetLoginProfile + ListMFADevices) before judging,
+because the report can be four hours old. Root is reported apart, never judged as a user.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.models import (
+    AccountFacts,
+    AccountFindings,
+    AuditPolicy,
+    DeviceType,
+    IamUser,
+    LiveState,
+    MfaDevice,
+    ReportRow,
+    RootStatus,
+    UserFinding,
+)
+
+ROOT_ROW_USER = "<root_account>"
+REQUIRED_REPORT_COLUMNS = ("user", "arn", "user_creation_time", "password_enabled", "mfa_active")
+
+
+class ReportFormatError(ValueError):
+    """The credential report is not the CSV AWS documents."""
+
+
+def device_type(serial: str) -> DeviceType:
+    """Classify an MFA serial: `:mfa/` ARN virtual, `:u2f/` ARN FIDO, any other serial hardware."""
+    if serial.startswith("arn:"):
+        if ":u2f/" in serial:
+            return "fido"
+        if ":mfa/" in serial:
+            return "virtual"
+    return "hardware"
+
+
+def mfa_device(serial: str, enabled_at: datetime | None = None) -> MfaDevice:
+    """An MfaDevice with its type derived from the serial."""
+    return MfaDevice(serial=serial, type=device_type(serial), enabled_at=enabled_at)
+
+
+def _report_time(value: str) -> datetime | None:
+    value = (value or "").strip()
+    if value in {"", "N/A", "not_supported", "no_information"}:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _report_bool(value: str) -> bool | None:
+    value = (value or "").strip().lower()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None  # not_supported, N/A, no_information
+
+
+def parse_credential_report(content: bytes | str) -> tuple[dict[str, ReportRow], ReportRow | None]:
+    """Parse the credential report CSV into user rows keyed by ARN, and the root row apart."""
+    text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REQUIRED_REPORT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ReportFormatError(f"credential report lacks column(s): {', '.join(missing)}")
+    rows: dict[str, ReportRow] = {}
+    root: ReportRow | None = None
+    for raw in reader:
+        row = ReportRow(
+            user=raw["user"],
+            arn=raw["arn"],
+            user_creation_time=_report_time(raw.get("user_creation_time", "")),
+            password_enabled=_report_bool(raw.get("password_enabled", "")),
+            password_last_changed=_report_time(raw.get("password_last_changed", "")),
+            mfa_active=_report_bool(raw.get("mfa_active", "")) is True,
+        )
+        if row.user == ROOT_ROW_USER or row.arn.endswith(":root"):
+            root = row
+        else:
+            rows[row.arn] = row
+    return rows, root
+
+
+def _same_user(user: IamUser, row: ReportRow) -> bool:
+    """A report row describes this user: same ARN and, when both are known, same creation second.
+
+    A name deleted and created again keeps its ARN; the creation time tells them apart.
+    """
+    if user.created_at is None or row.user_creation_time is None:
+        return True
+    return abs((user.created_at - row.user_creation_time).total_seconds()) < 1.0
+
+
+def report_row_for(user: IamUser, report_rows: Mapping[str, ReportRow]) -> ReportRow | None:
+    """The report row that describes this very user, joined by ARN (None: the report lacks them)."""
+    row = report_rows.get(user.arn)
+    return row if row is not None and _same_user(user, row) else None
+
+
+def users_to_confirm(users: Iterable[IamUser], report_rows: Mapping[str, ReportRow]) -> list[IamUser]:
+    """Users whose report row flags them (console, no MFA), is unclear, or is missing."""
+    confirm = []
+    for user in users:
+        row = report_row_for(user, report_rows)
+        if row is None or row.password_enabled is None or (row.password_enabled and not row.mfa_active):
+            confirm.append(user)
+    return confirm
+
+
+def virtual_devices_by_user(items: Iterable[Mapping[str, Any]]) -> dict[str, tuple[MfaDevice, ...]]:
+    """Group ListVirtualMFADevices items by the ARN of the user they are enabled for.
+
+    A device created but never enabled has no user (and no EnableDate): it counts for nobody.
+    """
+    grouped: dict[str, list[MfaDevice]] = {}
+    for item in items:
+        user = item.get("User") or {}
+        arn = user.get("Arn")
+        if not arn or not item.get("EnableDate"):
+            continue
+        grouped.setdefault(arn, []).append(mfa_device(item["SerialNumber"], item.get("EnableDate")))
+    return {arn: tuple(devices) for arn, devices in grouped.items()}
+
+
+def root_arn(partition: str, account_id: str) -> str:
+    """The root user's ARN in this partition."""
+    return f"arn:{partition}:iam::{account_id}:root"
+
+
+def judge_root(
+    account_mfa_enabled: bool | None,
+    virtual_devices: Mapping[str, tuple[MfaDevice, ...]],
+    partition: str,
+    account_id: str,
+    report_root: ReportRow | None = None,
+) -> RootStatus:
+    """Root MFA on/off (GetAccountSummary, else the report), and hardware when no root virtual device."""
+    enabled = account_mfa_enabled
+    if enabled is None and report_root is not None:
+        enabled = report_root.mfa_active
+    if enabled is None:
+        return RootStatus()
+    if not enabled:
+        return RootStatus(mfa_enabled=False, hardware=None)
+    has_virtual = bool(virtual_devices.get(root_arn(partition, account_id)))
+    return RootStatus(mfa_enabled=True, hardware=not has_virtual)
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def violation_reason(live: LiveState | None, now: datetime) -> str:
+    """Why this user violates, for people: since when, and what is pending."""
+    if live is not None and live.console_since is not None:
+        age = max(0, (now - live.console_since).days)
+        reason = f"console password since {live.console_since:%Y-%m-%d} ({_days(age)}), no MFA device"
+    else:
+        reason = "console password, no MFA device"
+    if live is not None and live.password_reset_required:
+        reason += "; password never used yet (reset required at first sign-in)"
+    return reason
+
+
+def _exemption(arn: str, tags: Mapping[str, str], policy: AuditPolicy) -> tuple[str, datetime | None] | None:
+    stored = policy.exemptions.get(arn)
+    if stored is not None and (stored.until is None or stored.until > policy.now):
+        who = f" by {stored.granted_by}" if stored.granted_by else ""
+        until = f" until {stored.until:%Y-%m-%d}" if stored.until else ""
+        return f"exempt{who}{until}: {stored.reason}", stored.until
+    if policy.tag_mfa_exempt in tags:
+        value = tags[policy.tag_mfa_exempt].strip()
+        return f"tag {policy.tag_mfa_exempt}: {value or '(no reason given)'}", None
+    return None
+
+
+def judge_user(
+    account_id: str,
+    user: IamUser,
+    row: ReportRow | None,
+    live: LiveState | None,
+    virtual_devices: tuple[MfaDevice, ...],
+    tags: Mapping[str, str],
+    policy: AuditPolicy,
+) -> UserFinding | None:
+    """The verdict on one user; None when the live check found the user deleted meanwhile."""
+    if live is not None and not live.exists:
+        return None
+    if live is not None:
+        console, devices, has_mfa = live.console_access, live.mfa_devices, bool(live.mfa_devices)
+    elif row is not None:
+        console = bool(row.password_enabled)
+        devices = virtual_devices
+        has_mfa = row.mfa_active or bool(virtual_devices)
+    else:
+        raise ValueError(f"no report row and no live check for {user.arn}")
+    base = dict(
+        account_id=account_id,
+        user_name=user.name,
+        arn=user.arn,
+        console_access=console,
+        mfa_devices=tuple(devices),
+        console_since=live.console_since if live else None,
+        checked_live=live is not None,
+        tags=dict(tags),
+    )
+    if not console:
+        return UserFinding(status="no_console", **base)
+    if has_mfa:
+        return UserFinding(status="compliant", **base)
+    exemption = _exemption(user.arn, tags, policy)
+    if exemption is not None:
+        reason, until = exemption
+        return UserFinding(status="exempt", reason=reason, exempt_until=until, **base)
+    since = live.console_since if live else None
+    if policy.grace_period_days > 0 and since is not None:
+        grace_until = since + timedelta(days=policy.grace_period_days)
+        if grace_until > policy.now:
+            reason = f"new console password: grace period ends {grace_until:%Y-%m-%d}"
+            return UserFinding(status="grace", reason=reason, grace_until=grace_until, **base)
+    return UserFinding(status="violation", reason=violation_reason(live, policy.now), **base)
+
+
+def judge_account(facts: AccountFacts, policy: AuditPolicy) -> AccountFindings:
+    """Turn one account's facts into findings. An account with an error has no user verdicts."""
+    users: list[UserFinding] = []
+    if facts.error is None:
+        for user in facts.users:
+            finding = judge_user(
+                facts.account_id,
+                user,
+                report_row_for(user, facts.report_rows),
+                facts.live.get(user.arn),
+                facts.virtual_devices.get(user.arn, ()),
+                facts.tags.get(user.arn, {}),
+                policy,
+            )
+            if finding is not None:
+                users.append(finding)
+    users.sort(key=lambda u: (STATUS_ORDER[u.status], u.user_name.lower(), u.arn))
+    return AccountFindings(
+        account_id=facts.account_id,
+        alias=facts.alias,
+        error=facts.error,
+        report_generated_at=facts.report_generated_at,
+        root=facts.root,
+        users=users,
+    )
+
+
+STATUS_ORDER = {"violation": 0, "exempt": 1, "grace": 2, "compliant": 3, "no_console": 4}

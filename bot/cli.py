@@ -1,0 +1,97 @@
+"""`python -m bot [serve|check|digest|migrate]`: the command line (the imperative shell)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from bot.config import Config, ConfigError, load_config
+from bot.report import EXIT_ERROR
+
+logger = logging.getLogger("bot")
+
+
+class UsageError(Exception):
+    """The command line itself is wrong."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (try: python -m bot --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = _Parser(prog="python -m bot", description="Keep AWS console sign-ins behind MFA, from Slack.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    commands.add_parser("serve", help="run the Slack bot and its scheduler (the default)")
+    check = commands.add_parser("check", help="run the audit once and print it (exit 0 clean, 1 violations, 2 error)")
+    check.add_argument("--json", action="store_true", help="print the contract's JSON document")
+    check.add_argument("--demo", action="store_true", help="audit a seeded local IAM (moto) instead of AWS")
+    commands.add_parser("digest", help="post one digest now to DIGEST_CHANNEL, then exit")
+    commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    return parser
+
+
+def cmd_check(config: Config, as_json: bool, demo: bool) -> int:
+    """Run the audit once and print it; the exit code says clean, violations or error."""
+    from bot import report, service
+
+    if demo:
+        from bot.demo import demo_environment
+
+        with demo_environment() as endpoint:
+            result = service.run_audit(dataclasses.replace(config, aws_endpoint_url=endpoint))
+    else:
+        result = service.run_audit(config)
+    print(report.to_json(result) if as_json else report.to_text(result))
+    for account in result.errors:
+        print(f"error: account {account.label}: {account.error}", file=sys.stderr)
+    return report.exit_code(result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        args = build_parser().parse_args(argv)
+        config = load_config()
+    except (UsageError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    command = args.command or "serve"
+    try:
+        if command == "check":
+            return cmd_check(config, args.json, args.demo)
+        if command == "migrate":
+            from bot.store import migrate
+
+            migrate(config.database_url)
+            print("database is at the latest schema")
+            return 0
+        if command == "serve":
+            from bot.server import serve
+
+            return serve(config)
+        if command == "digest":
+            from bot.digest import post_digest_now
+
+            return post_digest_now(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {command}")
+
+
+def run() -> NoReturn:
+    """`python -m bot`."""
+    sys.exit(main())

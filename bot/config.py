@@ -1,0 +1,233 @@
+"""One typed, validated configuration read from the environment (and `.env`).
+
+Environment variables win over `.env` (python-dotenv's ``override=False``). Every
+problem is reported as a :class:`ConfigError` whose message is one line that names
+the variable; secrets are never echoed back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed (message: one line)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the bot reads from its environment, already validated."""
+
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    port: int = 3000
+    digest_channel: str | None = None
+    digest_cron: str | None = "0 9 * * 1-5"
+    digest_timezone: str = "UTC"
+    admin_user_ids: frozenset[str] = frozenset()
+    admin_usergroup: str | None = None
+    database_url: str = "sqlite:///mfa_bot.db"
+    email_domain: str | None = None
+    grace_period_days: int = 0
+    nudge_cooldown_hours: int = 24
+    recheck_interval_minutes: int = 60
+    retention_days: int = 400
+    tag_slack_user_id: str = "slack-user-id"
+    tag_email: str = "email"
+    tag_mfa_exempt: str = "mfa-exempt"
+    aws_endpoint_url: str | None = None
+    aws_account_ids: tuple[str, ...] = ()
+    aws_role_name: str | None = None
+    aws_external_id: str | None = None
+    aws_organization: bool = False
+    aws_max_concurrency: int = 8
+    account_channels: Mapping[str, str] = field(default_factory=dict)
+    escalate_after_days: int = 7
+    escalation_channel: str | None = None
+    report_deadline_seconds: float = 60.0
+    live_check_concurrency: int = 8
+
+    @property
+    def socket_mode(self) -> bool:
+        """True when an app-level token selects Socket Mode."""
+        return bool(self.slack_app_token)
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError for the first named setting that is unset."""
+        for name in names:
+            if not getattr(self, name.lower()):
+                raise ConfigError(f"{name.upper()} is required for this command but is not set")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw[:40]!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw[:40]!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw[:40]!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw[:40]!r}")
+
+
+def _str(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    return raw or None
+
+
+def _prefixed(env: Mapping[str, str], name: str, prefix: str) -> str | None:
+    value = _str(env, name)
+    if value is not None and not value.startswith(prefix):
+        # Never echo the value: it is a secret.
+        raise ConfigError(f"{name} must start with {prefix!r}")
+    return value
+
+
+def _csv(env: Mapping[str, str], name: str) -> list[str]:
+    return [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+
+
+def _admins(env: Mapping[str, str]) -> frozenset[str]:
+    ids = _csv(env, "ADMIN_USER_IDS")
+    for user_id in ids:
+        if not SLACK_USER_ID.match(user_id):
+            raise ConfigError(f"ADMIN_USER_IDS: {user_id[:40]!r} is not a Slack user ID (like U0123ABCD)")
+    return frozenset(ids)
+
+
+def _channel(env: Mapping[str, str], name: str) -> str | None:
+    value = _str(env, name)
+    if value is not None and not SLACK_CHANNEL_ID.match(value):
+        raise ConfigError(f"{name} must be a channel ID (like C0123ABCD), got {value[:40]!r}")
+    return value
+
+
+def _account_ids(env: Mapping[str, str]) -> tuple[str, ...]:
+    ids = _csv(env, "AWS_ACCOUNT_IDS")
+    for account_id in ids:
+        if not ACCOUNT_ID.match(account_id):
+            raise ConfigError(f"AWS_ACCOUNT_IDS: {account_id[:40]!r} is not a 12-digit account ID")
+    return tuple(dict.fromkeys(ids))
+
+
+def _account_channels(env: Mapping[str, str]) -> dict[str, str]:
+    routes: dict[str, str] = {}
+    for pair in _csv(env, "ACCOUNT_CHANNELS"):
+        account_id, _, channel = pair.partition(":")
+        account_id, channel = account_id.strip(), channel.strip()
+        if not ACCOUNT_ID.match(account_id) or not SLACK_CHANNEL_ID.match(channel):
+            raise ConfigError(
+                f"ACCOUNT_CHANNELS: {pair[:60]!r} is not ACCOUNT_ID:CHANNEL_ID (like 123456789012:C0123ABCD)"
+            )
+        routes[account_id] = channel
+    return routes
+
+
+def _digest_cron(env: Mapping[str, str]) -> str | None:
+    raw = env.get("DIGEST_CRON", "").strip()
+    if not raw:
+        return "0 9 * * 1-5"
+    if raw.lower() == "off":
+        return None
+    return raw
+
+
+def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Config:
+    """Read and validate the configuration; environment variables win over `.env`."""
+    env: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    database_url = _str(env, "DATABASE_URL") or "sqlite:///mfa_bot.db"
+    slack_api_url = _str(env, "SLACK_API_URL") or DEFAULT_SLACK_API_URL
+    if not slack_api_url.endswith("/"):
+        slack_api_url += "/"
+    if not slack_api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {slack_api_url[:60]!r}")
+
+    organization = _bool(env, "AWS_ORGANIZATION", False)
+    account_ids = _account_ids(env)
+    role_name = _str(env, "AWS_ROLE_NAME")
+    if (organization or account_ids) and not role_name:
+        raise ConfigError("AWS_ROLE_NAME is required with AWS_ACCOUNT_IDS or AWS_ORGANIZATION=true")
+    if organization and account_ids:
+        raise ConfigError("set either AWS_ACCOUNT_IDS or AWS_ORGANIZATION=true, not both")
+
+    timezone = _str(env, "DIGEST_TIMEZONE") or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"DIGEST_TIMEZONE must be an IANA zone like Europe/Berlin, got {timezone[:60]!r}") from None
+    return Config(
+        slack_bot_token=_prefixed(env, "SLACK_BOT_TOKEN", "xoxb-"),
+        slack_app_token=_prefixed(env, "SLACK_APP_TOKEN", "xapp-"),
+        slack_signing_secret=_str(env, "SLACK_SIGNING_SECRET"),
+        slack_api_url=slack_api_url,
+        port=_int(env, "PORT", 3000, minimum=1),
+        digest_channel=_channel(env, "DIGEST_CHANNEL"),
+        digest_cron=_digest_cron(env),
+        digest_timezone=timezone,
+        admin_user_ids=_admins(env),
+        admin_usergroup=_str(env, "ADMIN_USERGROUP"),
+        database_url=database_url,
+        email_domain=(_str(env, "EMAIL_DOMAIN") or "").lstrip("@") or None,
+        grace_period_days=_int(env, "GRACE_PERIOD_DAYS", 0),
+        nudge_cooldown_hours=_int(env, "NUDGE_COOLDOWN_HOURS", 24),
+        recheck_interval_minutes=_int(env, "RECHECK_INTERVAL_MINUTES", 60),
+        retention_days=_int(env, "RETENTION_DAYS", 400, minimum=1),
+        tag_slack_user_id=_str(env, "TAG_SLACK_USER_ID") or "slack-user-id",
+        tag_email=_str(env, "TAG_EMAIL") or "email",
+        tag_mfa_exempt=_str(env, "TAG_MFA_EXEMPT") or "mfa-exempt",
+        aws_endpoint_url=_str(env, "AWS_ENDPOINT_URL"),
+        aws_account_ids=account_ids,
+        aws_role_name=role_name,
+        aws_external_id=_str(env, "AWS_EXTERNAL_ID"),
+        aws_organization=organization,
+        aws_max_concurrency=_int(env, "AWS_MAX_CONCURRENCY", 8, minimum=1),
+        account_channels=_account_channels(env),
+        escalate_after_days=_int(env, "ESCALATE_AFTER_DAYS", 7, minimum=1),
+        escalation_channel=_channel(env, "ESCALATION_CHANNEL"),
+        report_deadline_seconds=_float(env, "REPORT_DEADLINE_SECONDS", 60.0),
+        live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 8, minimum=1),
+    )

@@ -1,0 +1,166 @@
+"""Plain data passed between the layers: facts collected from AWS and findings judged from them.
+
+Nothing here does I/O. `bot.aws` fills the facts, `bot.audit` turns facts into findings,
+`bot.messages` and `bot.report` render findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+DeviceType = Literal["virtual", "fido", "hardware"]
+Status = Literal["violation", "compliant", "no_console", "exempt", "grace"]
+STATUSES: tuple[Status, ...] = ("violation", "exempt", "grace", "compliant", "no_console")
+
+
+@dataclass(frozen=True)
+class MfaDevice:
+    """One enabled MFA device of an IAM user."""
+
+    serial: str
+    type: DeviceType
+    enabled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One row of the IAM credential report, typed."""
+
+    user: str
+    arn: str
+    user_creation_time: datetime | None
+    password_enabled: bool | None  # None: "not_supported" (root) or unreadable
+    password_last_changed: datetime | None
+    mfa_active: bool
+
+
+@dataclass(frozen=True)
+class IamUser:
+    """A user as ListUsers returned it."""
+
+    name: str
+    arn: str
+    user_id: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What GetLoginProfile + ListMFADevices said about a user just now."""
+
+    exists: bool = True
+    console_since: datetime | None = None  # login profile creation; None: no console password
+    password_reset_required: bool = False
+    mfa_devices: tuple[MfaDevice, ...] = ()
+
+    @property
+    def console_access(self) -> bool:
+        return self.exists and self.console_since is not None
+
+
+@dataclass(frozen=True)
+class RootStatus:
+    """The root user's MFA, reported apart from IAM users (None: could not be read)."""
+
+    mfa_enabled: bool | None = None
+    hardware: bool | None = None
+
+
+@dataclass
+class AccountFacts:
+    """Everything collected from one account; `error` set means the audit of it failed."""
+
+    account_id: str
+    alias: str | None = None
+    partition: str = "aws"
+    error: str | None = None
+    report_generated_at: datetime | None = None
+    report_rows: dict[str, ReportRow] = field(default_factory=dict)
+    users: list[IamUser] = field(default_factory=list)
+    virtual_devices: dict[str, tuple[MfaDevice, ...]] = field(default_factory=dict)  # user ARN -> devices
+    live: dict[str, LiveState] = field(default_factory=dict)  # user ARN -> live state
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)  # user ARN -> tags
+    root: RootStatus = field(default_factory=RootStatus)
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """A stored, time-limited exemption (the `mfa-exempt` tag has no end date)."""
+
+    reason: str
+    until: datetime | None = None
+    granted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditPolicy:
+    """The knobs of the rule: when it is, grace days, tag keys, stored exemptions."""
+
+    now: datetime
+    grace_period_days: int = 0
+    tag_mfa_exempt: str = "mfa-exempt"
+    exemptions: dict[str, Exemption] = field(default_factory=dict)  # user ARN -> exemption
+
+
+@dataclass(frozen=True)
+class UserFinding:
+    """The verdict on one IAM user."""
+
+    account_id: str
+    user_name: str
+    arn: str
+    console_access: bool
+    mfa_devices: tuple[MfaDevice, ...]
+    status: Status
+    reason: str | None = None
+    console_since: datetime | None = None  # when the console password appeared (live check)
+    grace_until: datetime | None = None
+    exempt_until: datetime | None = None
+    checked_live: bool = False
+    tags: dict[str, str] = field(default_factory=dict, compare=False)
+    slack_user_id: str | None = None
+
+
+@dataclass
+class AccountFindings:
+    """The verdict on one account."""
+
+    account_id: str
+    alias: str | None
+    error: str | None
+    report_generated_at: datetime | None
+    root: RootStatus
+    users: list[UserFinding]
+
+    def by_status(self, status: Status) -> list[UserFinding]:
+        return [u for u in self.users if u.status == status]
+
+    @property
+    def label(self) -> str:
+        """`alias (id)` or just the id."""
+        return f"{self.alias} ({self.account_id})" if self.alias else self.account_id
+
+
+@dataclass
+class AuditResult:
+    """One audit run over one or many accounts."""
+
+    generated_at: datetime
+    accounts: list[AccountFindings]
+
+    def summary(self) -> dict[str, int]:
+        counts = {status: 0 for status in ("violation", "compliant", "no_console", "exempt", "grace")}
+        for account in self.accounts:
+            for user in account.users:
+                counts[user.status] += 1
+        return counts
+
+    @property
+    def errors(self) -> list[AccountFindings]:
+        return [a for a in self.accounts if a.error]
+
+    @property
+    def violations(self) -> list[UserFinding]:
+        return [u for a in self.accounts for u in a.users if u.status == "violation"]

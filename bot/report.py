@@ -1,0 +1,126 @@
+"""Pure renderers of an AuditResult for the terminal: a readable table and the contract's JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
+
+EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
+
+
+def exit_code(result: AuditResult) -> int:
+    """0 no violation, 1 violations found, 2 any account could not be read."""
+    if result.errors or not result.accounts:
+        return EXIT_ERROR
+    return EXIT_VIOLATIONS if result.violations else EXIT_CLEAN
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def root_text(root: RootStatus) -> str:
+    """`MFA on (hardware)`, `MFA on (virtual)`, `MFA OFF` or `unknown`."""
+    if root.mfa_enabled is None:
+        return "unknown (could not be read)"
+    if not root.mfa_enabled:
+        return "MFA OFF"
+    return f"MFA on ({'hardware' if root.hardware else 'virtual'})"
+
+
+def days_without_mfa(user: UserFinding, now: datetime) -> int | None:
+    """Whole days the console password has existed without MFA (None when unknown)."""
+    if user.console_since is None:
+        return None
+    return max(0, (now - user.console_since).days)
+
+
+def user_json(user: UserFinding) -> dict[str, Any]:
+    """One user in the contract's JSON shape."""
+    return {
+        "user_name": user.user_name,
+        "arn": user.arn,
+        "console_access": user.console_access,
+        "mfa_devices": [{"serial": d.serial, "type": d.type} for d in user.mfa_devices],
+        "status": user.status,
+        "reason": user.reason,
+        "slack_user_id": user.slack_user_id,
+    }
+
+
+def account_json(account: AccountFindings) -> dict[str, Any]:
+    """One account in the contract's JSON shape."""
+    return {
+        "account_id": account.account_id,
+        "alias": account.alias,
+        "error": account.error,
+        "report_generated_at": _iso(account.report_generated_at),
+        "root": {"mfa_enabled": account.root.mfa_enabled, "hardware": account.root.hardware},
+        "users": [user_json(u) for u in account.users],
+    }
+
+
+def to_json(result: AuditResult) -> str:
+    """The `check --json` document, exactly the contract's schema."""
+    document = {
+        "generated_at": _iso(result.generated_at),
+        "accounts": [account_json(a) for a in result.accounts],
+        "summary": result.summary(),
+    }
+    return json.dumps(document, indent=2)
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def account_text(account: AccountFindings, now: datetime) -> list[str]:
+    """The table for one account: violations first, then exempt, grace, counts and root."""
+    lines = [f"Account {account.label}"]
+    if account.error:
+        lines.append(f"  ERROR: {account.error}")
+        lines.append("  This account was NOT audited: its result is unknown, not clean.")
+        return lines
+    if account.report_generated_at:
+        lines.append(f"  credential report generated {account.report_generated_at:%Y-%m-%d %H:%M} UTC")
+    lines.append(f"  root user: {root_text(account.root)}")
+    violations = account.by_status("violation")
+    if violations:
+        lines.append(f"  VIOLATIONS ({len(violations)}): console password, no MFA")
+        rows = [("USER", "WITHOUT MFA", "REASON")]
+        for user in violations:
+            days = days_without_mfa(user, now)
+            rows.append((user.user_name, "?" if days is None else f"{days}d", user.reason or ""))
+        lines.extend(_table(rows, indent="    "))
+    else:
+        lines.append("  no violations")
+    for status, title in (("exempt", "EXEMPT"), ("grace", "IN GRACE PERIOD")):
+        users = account.by_status(status)  # type: ignore[arg-type]
+        if users:
+            lines.append(f"  {title} ({len(users)})")
+            lines.extend(_table([(u.user_name, u.reason or "") for u in users], indent="    "))
+    lines.append(
+        f"  compliant: {len(account.by_status('compliant'))}, "
+        f"no console password: {len(account.by_status('no_console'))}"
+    )
+    return lines
+
+
+def to_text(result: AuditResult) -> str:
+    """The human-readable `check` output."""
+    lines = [f"MFA audit at {result.generated_at:%Y-%m-%d %H:%M} UTC"]
+    for account in result.accounts:
+        lines.append("")
+        lines.extend(account_text(account, result.generated_at))
+    summary = result.summary()
+    lines.append("")
+    lines.append(
+        "Summary: "
+        + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in summary.items())
+        + (f"; {len(result.errors)} account(s) FAILED" if result.errors else "")
+    )
+    return "\n".join(lines)
