@@ -1,0 +1,42 @@
+"""The bot's history and cross-process claims (SQLAlchemy 2, SQLite or PostgreSQL, Alembic).
+
+`Store.open(config.database_url)` migrates and returns the store; `migrate(url)` is what
+`python -m bot migrate` runs. Both raise StoreError (one line, password masked) when the
+database cannot be opened.
+"""
+
+from bot.store.db import StoreError, mask_url, migrate, normalize_url
+from bot.store.records import (
+    Action,
+    Changes,
+    Digest,
+    Episode,
+    EpisodeChanges,
+    Nudge,
+    NudgeClaim,
+    OutboxItem,
+    Scan,
+    StoredExemption,
+)
+from bot.store.store import NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
+
+__all__ = [
+    "NUDGE_OUTCOMES",
+    "SCHEDULER",
+    "Action",
+    "Changes",
+    "Digest",
+    "Episode",
+    "EpisodeChanges",
+    "Nudge",
+    "NudgeClaim",
+    "OutboxItem",
+    "Scan",
+    "Store",
+    "StoreError",
+    "StoredExemption",
+    "mask_url",
+    "migrate",
+    "normalize_url",
+    "process_identity",
+]

@@ -1,0 +1,163 @@
+"""Plumbing under the store: DATABASE_URL forms, engines, SQLite pragmas, migrations, errors.
+
+One code path for SQLite and PostgreSQL (psycopg 3). SQLite connections get WAL mode, a busy
+timeout and foreign keys on every connect, and SQLAlchemy (not the sqlite3 module) emits BEGIN,
+``BEGIN IMMEDIATE`` for write transactions, so several processes can share one file safely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
+WRITE = "mfa_bot_write"  # Connection execution option: this transaction will write
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x6D66615F626F74  # pg_advisory_xact_lock key ("mfa_bot"): one migrator at a time
+_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or migrated; the message is one line, password masked."""
+
+
+def normalize_url(url: str) -> str:
+    """Rewrite Heroku-style ``postgres://`` and bare ``postgresql://`` to ``postgresql+psycopg://``."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (userinfo or ``?password=``) replaced by ``***``."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        shown = re.sub(r"(://[^/?#@:]*):[^/?#]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", shown, flags=re.IGNORECASE)
+
+
+def _one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = " ".join(str(orig if orig is not None else exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def store_error(url: str, exc: BaseException, doing: str = "open") -> StoreError:
+    """A one-line StoreError for `exc`, naming DATABASE_URL with the password masked."""
+    reason = _one_line(exc)
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        password = None
+    if password:
+        reason = reason.replace(str(password), "***")
+    return StoreError(f"cannot {doing} DATABASE_URL {mask_url(url)}: {reason}")
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front (waiting out the busy timeout), so a write
+    # transaction never fails half-way on a lock upgrade; readers keep WAL's snapshot reads.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+
+def create_store_engine(url: str) -> Engine:
+    """An Engine for DATABASE_URL (SQLite file or memory, or PostgreSQL); no I/O yet."""
+    url = normalize_url(url)
+    try:
+        parsed: URL = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StoreError(f"DATABASE_URL is not a database URL: {mask_url(url)}") from None
+    if parsed.drivername not in _DRIVERS:
+        raise StoreError(f"DATABASE_URL must be sqlite:///PATH or postgresql://..., got {mask_url(url)}")
+    if parsed.get_backend_name() == "sqlite":
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+        if parsed.database in (None, "", ":memory:"):  # one shared connection: tests only
+            kwargs = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
+        engine = sa.create_engine(parsed, **kwargs)
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that will write (BEGIN IMMEDIATE on SQLite); commits on exit."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+def alembic_config(connection: Connection) -> Any:
+    """An Alembic Config for our migrations, bound to `connection` (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def _current(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply pending migrations up to `revision` in one transaction, one migrator at a time."""
+    from alembic import command
+
+    if revision == "head":
+        with engine.connect() as conn:  # fast path: already current, take no write lock
+            if _current(conn) == _head():
+                return
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        command.upgrade(alembic_config(conn), revision)
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (``python -m bot migrate``); StoreError if it can't."""
+    from alembic.util import CommandError
+
+    engine = create_store_engine(url)
+    try:
+        upgrade(engine, revision)
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        raise store_error(normalize_url(url), exc, "migrate") from None
+    finally:
+        engine.dispose()

@@ -1,0 +1,662 @@
+"""The store: the bot's history and the claims that make several processes act once.
+
+Every method runs in its own short transaction. Timestamps go in and come out timezone-aware
+UTC; the clock is always passed in (`now`). Exactly-once claims are decided by the database
+(unique keys, INSERT ... ON CONFLICT, conditional UPDATE ... RETURNING), never by in-process
+locks, so they hold across processes on SQLite (WAL, busy timeout) and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.util import CommandError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.store import schema as t
+from bot.store.db import create_store_engine, normalize_url, store_error, upgrade, write_transaction
+from bot.store.records import (
+    Action,
+    Changes,
+    Digest,
+    Episode,
+    EpisodeChanges,
+    Nudge,
+    NudgeClaim,
+    OutboxItem,
+    Scan,
+    StoredExemption,
+)
+
+NUDGE_OUTCOMES = ("sent", "failed", "skipped_cooldown")
+SCHEDULER = "scheduler"  # `sent_by` / `requested_by` of nudges nobody clicked for
+
+
+def process_identity() -> str:
+    """This process as "hostname:pid", for `posted_by` and lease owners."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+    return value.astimezone(UTC)
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """INSERT with ON CONFLICT support: the only place the two dialects differ."""
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+def _episode(row: Any) -> Episode:
+    return Episode(**row._mapping)
+
+
+class Store:
+    """The bot's persistent state. Open with `Store.open(url)`; safe to share between threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to DATABASE_URL and apply pending migrations; StoreError (one line) if it can't."""
+        engine = create_store_engine(url)
+        try:
+            upgrade(engine)
+        except (SQLAlchemyError, CommandError, OSError) as exc:
+            engine.dispose()
+            raise store_error(normalize_url(url), exc) from None
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return write_transaction(self.engine)
+
+    # -- scans -------------------------------------------------------------------------------
+
+    def record_scan(
+        self,
+        account_id: str,
+        started_at: datetime,
+        finished_at: datetime | None,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> int:
+        """Record one audit run of an account (counts per status; missing ones are 0); returns its id."""
+        unknown = set(counts) - set(t.STATUS_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown status counts: {sorted(unknown)}")
+        values = {status: int(counts.get(status, 0)) for status in t.STATUS_COLUMNS}
+        with self._write() as conn:
+            return conn.execute(
+                t.scans.insert()
+                .values(
+                    account_id=account_id,
+                    started_at=_utc(started_at),
+                    finished_at=finished_at and _utc(finished_at),
+                    error=error,
+                    **values,
+                )
+                .returning(t.scans.c.id)
+            ).scalar_one()
+
+    def scans(self, account_id: str | None = None, limit: int = 50) -> list[Scan]:
+        """The latest scans, newest first (of one account, or all)."""
+        query = sa.select(t.scans).order_by(t.scans.c.started_at.desc(), t.scans.c.id.desc()).limit(limit)
+        if account_id is not None:
+            query = query.where(t.scans.c.account_id == account_id)
+        with self._read() as conn:
+            return [Scan(**row._mapping) for row in conn.execute(query)]
+
+    # -- violation episodes ------------------------------------------------------------------
+
+    def sync_episodes(self, account_id: str, violating: Iterable[tuple[str, str]], now: datetime) -> EpisodeChanges:
+        """Make the open episodes of `account_id` match `violating` [(arn, user_name)] as of `now`.
+
+        Opens an episode per new violator, bumps last_seen of continuing ones and closes
+        (fixed_at=now) open ones no longer violating. Call it ONLY after a successful scan of
+        the account: the list of a failed scan is incomplete and would close episodes of people
+        who are still violating. A failed scan must leave episodes alone.
+        """
+        now = _utc(now)
+        names = dict(violating)
+        ep = t.episodes.c
+        is_open = sa.and_(ep.account_id == account_id, ep.fixed_at.is_(None))
+        with self._write() as conn:
+            already = set(conn.execute(sa.select(ep.arn).where(is_open)).scalars())
+            opened: list[Episode] = []
+            new = [
+                {"arn": arn, "account_id": account_id, "user_name": name, "first_seen": now, "last_seen": now}
+                for arn, name in names.items()
+                if arn not in already
+            ]
+            if new:
+                insert = _insert(conn, t.episodes).values(new)
+                insert = insert.on_conflict_do_nothing(index_elements=["arn"], index_where=ep.fixed_at.is_(None))
+                opened = [_episode(row) for row in conn.execute(insert.returning(*t.episodes.c))]
+            continued: list[Episode] = []
+            seen = [arn for arn in names if arn in already]
+            if seen:
+                bump = t.episodes.update().where(is_open, ep.arn.in_(seen)).values(last_seen=now)
+                continued = [_episode(row) for row in conn.execute(bump.returning(*t.episodes.c))]
+            close = t.episodes.update().where(is_open, ep.arn.not_in(list(names))).values(fixed_at=now)
+            closed = [_episode(row) for row in conn.execute(close.returning(*t.episodes.c))]
+
+        def by_arn(episodes: list[Episode]) -> list[Episode]:
+            return sorted(episodes, key=lambda e: e.arn)
+
+        return EpisodeChanges(opened=by_arn(opened), continued=by_arn(continued), closed=by_arn(closed))
+
+    def close_episode(self, arn: str, now: datetime) -> Episode | None:
+        """Close the open episode of `arn` (a live re-check found it fixed); None if none was open."""
+        with self._write() as conn:
+            row = conn.execute(
+                t.episodes.update()
+                .where(t.episodes.c.arn == arn, t.episodes.c.fixed_at.is_(None))
+                .values(fixed_at=_utc(now))
+                .returning(*t.episodes.c)
+            ).first()
+        return None if row is None else _episode(row)
+
+    def open_episodes(self, account_id: str | None = None) -> list[Episode]:
+        """Open episodes (oldest first_seen first), of one account or all."""
+        query = sa.select(t.episodes).where(t.episodes.c.fixed_at.is_(None))
+        if account_id is not None:
+            query = query.where(t.episodes.c.account_id == account_id)
+        with self._read() as conn:
+            return [_episode(row) for row in conn.execute(query.order_by(t.episodes.c.first_seen, t.episodes.c.arn))]
+
+    def changes_since(self, since: datetime) -> Changes:
+        """Episodes opened after `since` (new) and closed after `since` (fixed), e.g. since the last digest."""
+        since = _utc(since)
+        ep = t.episodes.c
+        with self._read() as conn:
+            new = conn.execute(sa.select(t.episodes).where(ep.first_seen > since).order_by(ep.first_seen, ep.arn))
+            new_episodes = [_episode(row) for row in new]
+            fixed = conn.execute(sa.select(t.episodes).where(ep.fixed_at > since).order_by(ep.fixed_at, ep.arn))
+            return Changes(new=new_episodes, fixed=[_episode(row) for row in fixed])
+
+    # -- exemptions ----------------------------------------------------------------------------
+
+    def grant_exemption(
+        self,
+        arn: str,
+        account_id: str,
+        user_name: str,
+        reason: str,
+        until: datetime,
+        granted_by: str,
+        now: datetime,
+    ) -> StoredExemption:
+        """Exempt `arn` until `until` (must be after `now`); replaces (revokes) an active one."""
+        now, until = _utc(now), _utc(until)
+        if until <= now:
+            raise ValueError(f"exemption end {until.isoformat()} is not after now ({now.isoformat()})")
+        with self._write() as conn:
+            conn.execute(
+                t.exemptions.update()
+                .where(self._active_exemption(now), t.exemptions.c.arn == arn)
+                .values(revoked_by=granted_by, revoked_at=now)
+            )
+            row = conn.execute(
+                t.exemptions.insert()
+                .values(
+                    arn=arn,
+                    account_id=account_id,
+                    user_name=user_name,
+                    reason=reason,
+                    until=until,
+                    granted_by=granted_by,
+                    granted_at=now,
+                )
+                .returning(*t.exemptions.c)
+            ).one()
+        return StoredExemption(**row._mapping)
+
+    def revoke_exemption(self, arn: str, by: str, now: datetime) -> bool:
+        """End the active exemption of `arn` now; False if it had none."""
+        now = _utc(now)
+        with self._write() as conn:
+            result = conn.execute(
+                t.exemptions.update()
+                .where(self._active_exemption(now), t.exemptions.c.arn == arn)
+                .values(revoked_by=by, revoked_at=now)
+            )
+            return result.rowcount > 0
+
+    def active_exemptions(self, now: datetime) -> dict[str, StoredExemption]:
+        """ARN -> the exemption in force at `now` (expired and revoked ones are left out)."""
+        query = sa.select(t.exemptions).where(self._active_exemption(_utc(now)))
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(t.exemptions.c.granted_at, t.exemptions.c.id))
+            return {row.arn: StoredExemption(**row._mapping) for row in rows}
+
+    @staticmethod
+    def _active_exemption(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.and_(t.exemptions.c.revoked_at.is_(None), t.exemptions.c.until > now)
+
+    # -- identity links ------------------------------------------------------------------------
+
+    def set_link(self, arn: str, slack_user_id: str, set_by: str, now: datetime) -> None:
+        """Link IAM user `arn` to Slack user `slack_user_id` (replacing any earlier link)."""
+        values = {"arn": arn, "slack_user_id": slack_user_id, "set_by": set_by, "set_at": _utc(now)}
+        with self._write() as conn:
+            insert = _insert(conn, t.links).values(values)
+            conn.execute(insert.on_conflict_do_update(index_elements=["arn"], set_=values))
+
+    def remove_link(self, arn: str) -> bool:
+        """Forget the link of `arn`; False if there was none."""
+        with self._write() as conn:
+            return conn.execute(t.links.delete().where(t.links.c.arn == arn)).rowcount > 0
+
+    def links(self) -> dict[str, str]:
+        """Every stored link: IAM user ARN -> Slack user ID."""
+        with self._read() as conn:
+            return {
+                row.arn: row.slack_user_id for row in conn.execute(sa.select(t.links.c.arn, t.links.c.slack_user_id))
+            }
+
+    def arns_for_slack_user(self, slack_user_id: str) -> list[str]:
+        """The IAM user ARNs linked to one Slack user, sorted."""
+        query = sa.select(t.links.c.arn).where(t.links.c.slack_user_id == slack_user_id).order_by(t.links.c.arn)
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    # -- nudges: the log -----------------------------------------------------------------------
+
+    def record_nudge(
+        self,
+        slack_user_id: str,
+        arns: Sequence[str],
+        sent_by: str,
+        now: datetime,
+        outcome: str,
+        error: str | None = None,
+        channel: str | None = None,
+        message_ts: str | None = None,
+    ) -> int:
+        """Log one DM attempt covering `arns` (sent_by: Slack user ID or "scheduler"); returns its id."""
+        with self._write() as conn:
+            return self._insert_nudge(
+                conn, slack_user_id, arns, sent_by, _utc(now), outcome, error, channel, message_ts
+            )
+
+    @staticmethod
+    def _insert_nudge(
+        conn: Connection,
+        slack_user_id: str,
+        arns: Sequence[str],
+        sent_by: str,
+        at: datetime,
+        outcome: str,
+        error: str | None,
+        channel: str | None,
+        message_ts: str | None,
+    ) -> int:
+        if outcome not in NUDGE_OUTCOMES:
+            raise ValueError(f"nudge outcome must be one of {NUDGE_OUTCOMES}, got {outcome!r}")
+        nudge_id = conn.execute(
+            t.nudges.insert()
+            .values(
+                slack_user_id=slack_user_id,
+                sent_by=sent_by,
+                at=at,
+                outcome=outcome,
+                error=error,
+                channel=channel,
+                message_ts=message_ts,
+            )
+            .returning(t.nudges.c.id)
+        ).scalar_one()
+        unique_arns = list(dict.fromkeys(arns))
+        if unique_arns:
+            conn.execute(t.nudge_arns.insert(), [{"nudge_id": nudge_id, "arn": arn} for arn in unique_arns])
+        return nudge_id
+
+    def nudge_counts(self, arns: Iterable[str]) -> dict[str, int]:
+        """ARN -> number of DMs actually sent about it (every ARN asked for is in the result)."""
+        wanted = list(dict.fromkeys(arns))
+        counts = dict.fromkeys(wanted, 0)
+        if not wanted:
+            return counts
+        query = (
+            sa.select(t.nudge_arns.c.arn, sa.func.count())
+            .join(t.nudges, t.nudges.c.id == t.nudge_arns.c.nudge_id)
+            .where(t.nudge_arns.c.arn.in_(wanted), t.nudges.c.outcome == "sent")
+            .group_by(t.nudge_arns.c.arn)
+        )
+        with self._read() as conn:
+            counts.update({arn: count for arn, count in conn.execute(query)})
+        return counts
+
+    def nudge_count(self, arn: str) -> int:
+        """Number of DMs actually sent about one ARN."""
+        return self.nudge_counts([arn])[arn]
+
+    def last_nudge(self, slack_user_id: str) -> Nudge | None:
+        """The last DM actually sent to a person (when, by whom, covering which ARNs), or None."""
+        query = (
+            sa.select(t.nudges)
+            .where(t.nudges.c.slack_user_id == slack_user_id, t.nudges.c.outcome == "sent")
+            .order_by(t.nudges.c.at.desc(), t.nudges.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            arns = conn.execute(
+                sa.select(t.nudge_arns.c.arn).where(t.nudge_arns.c.nudge_id == row.id).order_by(t.nudge_arns.c.arn)
+            ).scalars()
+            return Nudge(**row._mapping, arns=tuple(arns))
+
+    def first_nudge_at(self, arn: str, since: datetime | None = None) -> datetime | None:
+        """When the first DM about `arn` was sent (after `since`, e.g. its episode's first_seen), or None."""
+        query = (
+            sa.select(sa.func.min(t.nudges.c.at))
+            .join(t.nudge_arns, t.nudges.c.id == t.nudge_arns.c.nudge_id)
+            .where(t.nudge_arns.c.arn == arn, t.nudges.c.outcome == "sent")
+        )
+        if since is not None:
+            query = query.where(t.nudges.c.at >= _utc(since))
+        with self._read() as conn:
+            return conn.execute(query).scalar()
+
+    # -- nudges: the per-person cooldown claim -----------------------------------------------
+
+    def claim_nudge_window(self, slack_user_id: str, cooldown: timedelta, now: datetime, claimed_by: str) -> NudgeClaim:
+        """Claim the right to DM `slack_user_id` now: at most one winner per person per cooldown.
+
+        Atomic in the database (INSERT ... ON CONFLICT DO UPDATE ... WHERE the last claim is at
+        least `cooldown` old), so it holds across processes. When not won, the claim returned
+        names the earlier nudge (when, by whom). Release it with `release_nudge_window` if the
+        DM could not be sent at all.
+        """
+        now = _utc(now)
+        w = t.nudge_windows.c
+        with self._write() as conn:
+            insert = _insert(conn, t.nudge_windows).values(
+                slack_user_id=slack_user_id, claimed_at=now, claimed_by=claimed_by
+            )
+            insert = insert.on_conflict_do_update(
+                index_elements=["slack_user_id"],
+                set_={"claimed_at": insert.excluded.claimed_at, "claimed_by": insert.excluded.claimed_by},
+                where=w.claimed_at <= now - cooldown,
+            )
+            won = conn.execute(insert.returning(w.slack_user_id)).first() is not None
+            if won:
+                return NudgeClaim(won=True, slack_user_id=slack_user_id, claimed_at=now, claimed_by=claimed_by)
+            held = conn.execute(sa.select(w.claimed_at, w.claimed_by).where(w.slack_user_id == slack_user_id)).one()
+            return NudgeClaim(
+                won=False, slack_user_id=slack_user_id, claimed_at=held.claimed_at, claimed_by=held.claimed_by
+            )
+
+    def release_nudge_window(self, claim: NudgeClaim) -> bool:
+        """Give back a won window (the DM failed), so a retry need not wait; False if no longer held."""
+        if not claim.won:
+            return False
+        w = t.nudge_windows.c
+        with self._write() as conn:
+            result = conn.execute(
+                t.nudge_windows.delete().where(
+                    w.slack_user_id == claim.slack_user_id,
+                    w.claimed_at == claim.claimed_at,
+                    w.claimed_by == claim.claimed_by,
+                )
+            )
+            return result.rowcount > 0
+
+    # -- nudges: the outbox ("Nudge all" survives a restart) ---------------------------------
+
+    def enqueue_nudges(
+        self, batch_id: str, items: Iterable[tuple[str, Sequence[str]]], requested_by: str, now: datetime
+    ) -> int:
+        """Queue one DM per (slack_user_id, arns); idempotent per (batch_id, slack_user_id). Returns new items."""
+        now = _utc(now)
+        rows = {
+            user: {
+                "batch_id": batch_id,
+                "slack_user_id": user,
+                "arns": list(dict.fromkeys(arns)),
+                "requested_by": requested_by,
+                "created_at": now,
+            }
+            for user, arns in reversed(list(items))  # the first item of a person wins
+        }
+        if not rows:
+            return 0
+        with self._write() as conn:
+            insert = _insert(conn, t.nudge_outbox).values(list(reversed(rows.values())))
+            insert = insert.on_conflict_do_nothing(index_elements=["batch_id", "slack_user_id"])
+            return len(conn.execute(insert.returning(t.nudge_outbox.c.id)).all())
+
+    def pending_nudges(self, limit: int = 100) -> list[OutboxItem]:
+        """Queued DMs not completed yet, oldest first (leased or not)."""
+        query = (
+            sa.select(t.nudge_outbox)
+            .where(t.nudge_outbox.c.completed_at.is_(None))
+            .order_by(t.nudge_outbox.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [self._outbox_item(row) for row in conn.execute(query)]
+
+    def claim_pending_nudge(self, worker_id: str, now: datetime, lease_seconds: float = 300) -> OutboxItem | None:
+        """Lease the oldest queued DM that nobody holds (or whose lease expired); None when none is left.
+
+        A worker that crashes leaves its lease to expire, after which another worker re-claims the
+        item. A crash after Slack accepted the DM but before `complete_nudge` means the DM may be
+        tried again: exactly-once delivery is impossible there; the per-person cooldown
+        (`claim_nudge_window`) is what stops the second DM.
+        """
+        now = _utc(now)
+        o = t.nudge_outbox.c
+        claimable = sa.and_(o.completed_at.is_(None), sa.or_(o.lease_until.is_(None), o.lease_until <= now))
+        while True:
+            with self._write() as conn:
+                candidate = conn.execute(sa.select(o.id).where(claimable).order_by(o.id).limit(1)).scalar()
+                if candidate is None:
+                    return None
+                row = conn.execute(
+                    t.nudge_outbox.update()
+                    .where(o.id == candidate, claimable)
+                    .values(
+                        lease_owner=worker_id,
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                        attempts=o.attempts + 1,
+                    )
+                    .returning(*t.nudge_outbox.c)
+                ).first()
+                if row is not None:
+                    return self._outbox_item(row)
+            # another worker leased that one between our SELECT and UPDATE (PostgreSQL): try the next
+
+    def complete_nudge(
+        self,
+        item_id: int,
+        outcome: str,
+        error: str | None,
+        now: datetime,
+        channel: str | None = None,
+        message_ts: str | None = None,
+    ) -> bool:
+        """Finish a queued DM and log it as a nudge (sent_by = who requested it), in one transaction.
+
+        False (and nothing logged) if the item was already completed.
+        """
+        now = _utc(now)
+        o = t.nudge_outbox.c
+        with self._write() as conn:
+            row = conn.execute(
+                t.nudge_outbox.update()
+                .where(o.id == item_id, o.completed_at.is_(None))
+                .values(completed_at=now, outcome=outcome, error=error, lease_until=None)
+                .returning(*t.nudge_outbox.c)
+            ).first()
+            if row is None:
+                return False
+            self._insert_nudge(
+                conn, row.slack_user_id, row.arns, row.requested_by, now, outcome, error, channel, message_ts
+            )
+            return True
+
+    @staticmethod
+    def _outbox_item(row: Any) -> OutboxItem:
+        values = dict(row._mapping)
+        values["arns"] = tuple(values["arns"])
+        return OutboxItem(**values)
+
+    # -- digests -------------------------------------------------------------------------------
+
+    def claim_digest(self, channel: str, period_key: str, posted_by: str, now: datetime) -> bool:
+        """Claim the digest of (channel, period_key); exactly one caller ever wins (unique key)."""
+        with self._write() as conn:
+            insert = _insert(conn, t.digests).values(
+                channel=channel, period_key=period_key, posted_by=posted_by, claimed_at=_utc(now)
+            )
+            insert = insert.on_conflict_do_nothing(index_elements=["channel", "period_key"])
+            return conn.execute(insert.returning(t.digests.c.id)).first() is not None
+
+    def release_digest_claim(self, channel: str, period_key: str, posted_by: str) -> bool:
+        """Undo a claim whose posting failed, so a retry can claim again.
+
+        Only the claimant (same `posted_by`) can release, and only while the digest is not
+        marked posted. False if there was no such claim.
+        """
+        d = t.digests.c
+        with self._write() as conn:
+            result = conn.execute(
+                t.digests.delete().where(
+                    d.channel == channel,
+                    d.period_key == period_key,
+                    d.posted_by == posted_by,
+                    d.message_ts.is_(None),
+                )
+            )
+            return result.rowcount > 0
+
+    def mark_digest_posted(
+        self, channel: str, period_key: str, message_ts: str, now: datetime, thread_ts: str | None = None
+    ) -> None:
+        """Record where the claimed digest went (its message and thread ts)."""
+        d = t.digests.c
+        with self._write() as conn:
+            result = conn.execute(
+                t.digests.update()
+                .where(d.channel == channel, d.period_key == period_key)
+                .values(message_ts=message_ts, thread_ts=thread_ts, posted_at=_utc(now))
+            )
+            if result.rowcount == 0:
+                raise LookupError(f"no digest claimed for {channel} {period_key}")
+
+    def set_digest_rows(self, channel: str, period_key: str, rows: Mapping[str, str]) -> None:
+        """Record, per ARN, the ts of the digest message that lists it (replacing earlier ones)."""
+        with self._write() as conn:
+            digest_id = conn.execute(
+                sa.select(t.digests.c.id).where(t.digests.c.channel == channel, t.digests.c.period_key == period_key)
+            ).scalar()
+            if digest_id is None:
+                raise LookupError(f"no digest claimed for {channel} {period_key}")
+            for arn, message_ts in rows.items():
+                insert = _insert(conn, t.digest_rows).values(digest_id=digest_id, arn=arn, message_ts=message_ts)
+                conn.execute(
+                    insert.on_conflict_do_update(index_elements=["digest_id", "arn"], set_={"message_ts": message_ts})
+                )
+
+    def digest_rows(self, channel: str, period_key: str) -> dict[str, str]:
+        """ARN -> ts of the message of that digest that lists it."""
+        query = (
+            sa.select(t.digest_rows.c.arn, t.digest_rows.c.message_ts)
+            .join(t.digests, t.digests.c.id == t.digest_rows.c.digest_id)
+            .where(t.digests.c.channel == channel, t.digests.c.period_key == period_key)
+        )
+        with self._read() as conn:
+            return {row.arn: row.message_ts for row in conn.execute(query)}
+
+    def last_digest(self, channel: str) -> Digest | None:
+        """The latest digest actually posted to `channel` (for "since last digest"), or None."""
+        d = t.digests.c
+        query = (
+            sa.select(t.digests)
+            .where(d.channel == channel, d.posted_at.is_not(None))
+            .order_by(d.posted_at.desc(), d.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else Digest(**row._mapping)
+
+    # -- audit trail ---------------------------------------------------------------------------
+
+    def record_action(
+        self, actor: str, action: str, target: str | None, detail: str | None, now: datetime, outcome: str = "ok"
+    ) -> int:
+        """Log an admin action (exempt, unexempt, link, nudge, digest, refused commands...); returns its id."""
+        with self._write() as conn:
+            return conn.execute(
+                t.actions.insert()
+                .values(actor=actor, action=action, target=target, detail=detail, at=_utc(now), outcome=outcome)
+                .returning(t.actions.c.id)
+            ).scalar_one()
+
+    def actions(self, limit: int = 50, action: str | None = None) -> list[Action]:
+        """The latest audit-trail entries, newest first (optionally of one action)."""
+        query = sa.select(t.actions).order_by(t.actions.c.at.desc(), t.actions.c.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(t.actions.c.action == action)
+        with self._read() as conn:
+            return [Action(**row._mapping) for row in conn.execute(query)]
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def prune(self, older_than_days: int, now: datetime) -> dict[str, int]:
+        """Delete history older than the cutoff; returns rows deleted per table.
+
+        Goes: scans (by started_at), CLOSED episodes (by fixed_at), nudges (by at), finished
+        outbox items (by completed_at), digests with their rows (by claimed_at), audit-trail
+        entries (by at), and exemptions that ended (expired or revoked) before the cutoff.
+        Stays: open episodes, exemptions still in force or recently ended, links, pending
+        outbox items and the cooldown windows (one row per person).
+        """
+        if older_than_days < 1:
+            raise ValueError(f"older_than_days must be at least 1, got {older_than_days}")
+        cutoff = _utc(now) - timedelta(days=older_than_days)
+        x = t.exemptions.c
+        deletes = {
+            "scans": t.scans.delete().where(t.scans.c.started_at < cutoff),
+            "episodes": t.episodes.delete().where(t.episodes.c.fixed_at < cutoff),
+            "exemptions": t.exemptions.delete().where(sa.or_(x.until < cutoff, x.revoked_at < cutoff)),
+            "nudges": t.nudges.delete().where(t.nudges.c.at < cutoff),
+            "nudge_outbox": t.nudge_outbox.delete().where(t.nudge_outbox.c.completed_at < cutoff),
+            "digests": t.digests.delete().where(t.digests.c.claimed_at < cutoff),
+            "actions": t.actions.delete().where(t.actions.c.at < cutoff),
+        }
+        with self._write() as conn:
+            return {name: conn.execute(statement).rowcount for name, statement in deletes.items()}
