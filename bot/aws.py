@@ -57,7 +57,7 @@ class CollectOptions:
 def boto_config(max_pool_connections: int = 10) -> BotoConfig:
     """botocore config: standard retry mode, a connection pool sized for the live-check threads."""
     return BotoConfig(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard"},  # attempts: AWS_MAX_ATTEMPTS, default 3
         max_pool_connections=max(10, max_pool_connections),
         connect_timeout=10,
         read_timeout=30,

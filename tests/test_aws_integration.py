@@ -1,0 +1,187 @@
+"""The collector and the rule against moto's server over HTTP, with faults injected by a proxy."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from bot import aws, service
+from bot.config import Config
+from bot.demo import DEMO_VIOLATORS, demo_client
+from bot.models import AuditResult
+from bot.report import exit_code, to_json
+
+BASE = Config(report_deadline_seconds=2.0)
+
+
+def audit_via(proxy_url: str, config: Config = BASE) -> AuditResult:
+    return service.run_audit(dataclasses.replace(config, aws_endpoint_url=proxy_url))
+
+
+def statuses(result: AuditResult) -> dict[str, str]:
+    return {u.user_name: u.status for u in result.accounts[0].users}
+
+
+def test_demo_account_verdicts_over_http(demo_account, iam_proxy):
+    result = audit_via(iam_proxy.url)
+    account = result.accounts[0]
+    assert account.error is None
+    assert (account.account_id, account.alias) == ("123456789012", "acme-demo")
+    assert {u.user_name for u in result.violations} == DEMO_VIOLATORS
+    assert statuses(result) == {
+        "alice": "compliant", "bob": "violation", "carol": "compliant", "dave": "compliant", "erin": "violation",
+        "frank": "no_console", "heidi": "exempt", "ivan": "violation", "svc-deploy": "no_console",
+    }  # fmt: skip
+    devices = {u.user_name: [d.type for d in u.mfa_devices] for u in account.users}
+    assert devices["alice"] == ["virtual"]
+    assert account.root.mfa_enabled is False
+    assert exit_code(result) == 1
+
+
+def test_fido_and_hardware_devices_are_typed_when_checked_live(demo_account, iam_proxy):
+    iam = demo_client(demo_account)
+    for name in ("carol", "dave"):
+        devices = iam.list_mfa_devices(UserName=name)["MFADevices"]
+        assert devices, name
+    result = audit_via(iam_proxy.url)
+    by_name = {u.user_name: u for u in result.accounts[0].users}
+    # carol and dave: the report (moto) says mfa_active, and ListVirtualMFADevices lists none for them.
+    assert by_name["carol"].status == by_name["dave"].status == "compliant"
+    live = {n: aws.live_state(iam, n) for n in ("carol", "dave")}
+    assert [d.type for d in live["carol"].mfa_devices] == ["fido"]
+    assert [d.type for d in live["dave"].mfa_devices] == ["hardware"]
+
+
+def test_call_budget_is_fixed_plus_three_per_flagged_user(demo_account, iam_proxy):
+    audit_via(iam_proxy.url)
+    per_user = {a: iam_proxy.calls[a] for a in ("GetLoginProfile", "ListMFADevices", "ListUserTags")}
+    # bob, erin, ivan, heidi are flagged by the report; all four are console users without MFA.
+    assert per_user == {"GetLoginProfile": 4, "ListMFADevices": 4, "ListUserTags": 4}
+    assert iam_proxy.total_calls <= 12 + 3 * 4
+
+
+def test_a_user_who_enabled_mfa_since_the_report_is_not_flagged(demo_account, iam_proxy):
+    iam = demo_client(demo_account)
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="bob-phone")["VirtualMFADevice"]["SerialNumber"]
+    iam.enable_mfa_device(
+        UserName="bob", SerialNumber=serial, AuthenticationCode1="111111", AuthenticationCode2="222222"
+    )
+    assert statuses(audit_via(iam_proxy.url))["bob"] == "compliant"
+
+
+@pytest.mark.parametrize(
+    ("action", "code", "expected"),
+    [
+        ("GenerateCredentialReport", "LimitExceeded", "credential report not available"),
+        ("GetCredentialReport", "ReportInProgress", "credential report not available"),
+        ("GetCredentialReport", "AccessDenied", "AccessDenied: iam:GetCredentialReport was denied"),
+        ("ListUsers", "AccessDenied", "AccessDenied: iam:ListUsers was denied"),
+        ("ListMFADevices", "Throttling", "throttled by AWS on iam:ListMFADevices"),
+        ("GetCallerIdentity", "AccessDenied", "AccessDenied: sts:GetCallerIdentity was denied"),
+    ],
+)
+def test_a_failure_is_an_error_for_the_account_never_a_pass(demo_account, iam_proxy, action, code, expected):
+    iam_proxy.fail(action, code, status=403 if code == "AccessDenied" else 400)
+    result = audit_via(iam_proxy.url)
+    account = result.accounts[0]
+    assert account.error is not None and expected in account.error
+    assert account.users == [] and result.violations == []
+    assert exit_code(result) == 2
+    assert '"error": null' not in to_json(result)
+
+
+def test_a_throttling_storm_is_retried_and_then_an_error(demo_account, iam_proxy):
+    iam_proxy.fail("ListMFADevices", "Throttling", times=1)  # one throttle: retried, audit completes
+    assert audit_via(iam_proxy.url).accounts[0].error is None
+    iam_proxy.fail("ListMFADevices", "Throttling")  # a storm: past the retries, an error
+    assert "throttled" in audit_via(iam_proxy.url).accounts[0].error
+    assert iam_proxy.calls["ListMFADevices"] >= 2
+
+
+def test_report_in_progress_is_polled_until_complete(demo_account, iam_proxy):
+    iam_proxy.fail("GetCredentialReport", "ReportInProgress", times=2)
+    result = audit_via(iam_proxy.url, dataclasses.replace(BASE, report_deadline_seconds=10))
+    assert result.accounts[0].error is None
+    assert iam_proxy.calls["GetCredentialReport"] == 3
+
+
+def test_unreachable_endpoint_is_one_clear_error(aws_env):
+    result = audit_via("http://127.0.0.1:1")
+    assert result.accounts[0].error.startswith("cannot reach the AWS endpoint")
+    assert exit_code(result) == 2
+
+
+# --- pagination: moto answers in one page whatever MaxItems says, so page with a Stubber -----
+
+
+def _stubbed_iam():
+    client = boto3.client("iam", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    return client, Stubber(client)
+
+
+def test_list_users_reads_every_page():
+    iam, stub = _stubbed_iam()
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def page(names):
+        return [
+            {"UserName": n, "Path": "/", "UserId": "AIDA" + "X" * 16, "Arn": f"arn:aws:iam::1:user/{n}",
+             "CreateDate": created}
+            for n in names
+        ]  # fmt: skip
+
+    stub.add_response(
+        "list_users", {"Users": page(["a", "b"]), "IsTruncated": True, "Marker": "m1"}, {"MaxItems": 1000}
+    )
+    stub.add_response("list_users", {"Users": page(["c"]), "IsTruncated": False}, {"MaxItems": 1000, "Marker": "m1"})
+    with stub:
+        assert [u.name for u in aws.list_users(iam)] == ["a", "b", "c"]
+    stub.assert_no_pending_responses()
+
+
+def test_mfa_devices_and_virtual_devices_read_every_page():
+    iam, stub = _stubbed_iam()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    stub.add_response("get_login_profile", {"LoginProfile": {"UserName": "a", "CreateDate": now}}, {"UserName": "a"})
+    stub.add_response(
+        "list_mfa_devices",
+        {"MFADevices": [{"UserName": "a", "SerialNumber": "GAHT12345678", "EnableDate": now}], "IsTruncated": True,
+         "Marker": "m"},
+        {"UserName": "a"},
+    )  # fmt: skip
+    stub.add_response(
+        "list_mfa_devices",
+        {"MFADevices": [{"UserName": "a", "SerialNumber": "arn:aws:iam::1:u2f/user/a/k", "EnableDate": now}]},
+        {"UserName": "a", "Marker": "m"},
+    )
+    serial = "arn:aws:iam::1:mfa/root-account-mfa-device"
+    stub.add_response(
+        "list_virtual_mfa_devices",
+        {"VirtualMFADevices": [{"SerialNumber": "arn:aws:iam::1:mfa/a"}], "IsTruncated": True, "Marker": "v"},
+        {"AssignmentStatus": "Assigned", "MaxItems": 1000},
+    )
+    stub.add_response(
+        "list_virtual_mfa_devices",
+        {"VirtualMFADevices": [{"SerialNumber": serial}]},
+        {"AssignmentStatus": "Assigned", "MaxItems": 1000, "Marker": "v"},
+    )
+    with stub:
+        state = aws.live_state(iam, "a")
+        devices = aws.list_assigned_virtual_devices(iam)
+    assert [d.type for d in state.mfa_devices] == ["hardware", "fido"]
+    assert [d["SerialNumber"] for d in devices] == ["arn:aws:iam::1:mfa/a", serial]
+
+
+def test_report_deadline_is_honoured_without_real_sleeping():
+    iam, stub = _stubbed_iam()
+    for _ in range(3):
+        stub.add_response("generate_credential_report", {"State": "INPROGRESS"})
+    clock = iter([0.0, 1.0, 2.0, 3.5]).__next__
+    waits: list[float] = []
+    with stub, pytest.raises(aws.AccountReadError, match="not available after 3s"):
+        aws.fetch_credential_report(iam, 3.0, sleep=waits.append, clock=clock)
+    assert waits == [0.25, 0.5]

@@ -1,0 +1,111 @@
+"""`python -m bot check` as a person runs it: a real process, real exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.demo import DEMO_VIOLATORS
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT_USER_KEYS = {"user_name", "arn", "console_access", "mfa_devices", "status", "reason", "slack_user_id"}
+
+
+def run_bot(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SLACK_", "DIGEST_", "GRACE_"))}
+    base.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        PYTHONPATH=str(ROOT),
+    )
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=base, cwd=cwd or ROOT, timeout=120
+    )
+
+
+def test_demo_prints_a_correct_report_and_exits_1(tmp_path):
+    done = run_bot("check", "--demo", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    violations = done.stdout.split("VIOLATIONS (3)")[1].split("EXEMPT")[0]
+    assert {name for name in DEMO_VIOLATORS if f"    {name} " in violations} == DEMO_VIOLATORS
+    assert "heidi" in done.stdout.split("EXEMPT (1)")[1]
+    assert "root user: MFA OFF" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_json_is_exactly_the_contract(tmp_path):
+    done = run_bot("check", "--demo", "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    assert set(document) == {"generated_at", "accounts", "summary"}
+    account = document["accounts"][0]
+    assert set(account) == {"account_id", "alias", "error", "report_generated_at", "root", "users"}
+    assert set(account["root"]) == {"mfa_enabled", "hardware"}
+    for user in account["users"]:
+        assert set(user) == CONTRACT_USER_KEYS
+        assert user["status"] in {"violation", "compliant", "no_console", "exempt", "grace"}
+        assert all(set(d) == {"serial", "type"} and d["type"] in {"virtual", "fido", "hardware"}
+                   for d in user["mfa_devices"])  # fmt: skip
+    assert document["summary"] == {"violation": 3, "compliant": 3, "no_console": 2, "exempt": 1, "grace": 0}
+    assert {u["user_name"] for u in account["users"] if u["status"] == "violation"} == DEMO_VIOLATORS
+
+
+def test_a_report_failure_exits_2_naming_account_and_cause(demo_account, iam_proxy, aws_env):
+    iam_proxy.fail("GetCredentialReport", "AccessDenied", status=403)
+    done = run_bot("check", env={**aws_env, "AWS_ENDPOINT_URL": iam_proxy.url})
+    assert done.returncode == 2
+    assert "error: account acme-demo (123456789012): AccessDenied: iam:GetCredentialReport was denied" in done.stderr
+    assert "no violations" not in done.stdout and "NOT audited" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_json_marks_a_failed_account_as_an_error(demo_account, iam_proxy, aws_env):
+    iam_proxy.fail("GenerateCredentialReport", "Throttling")
+    done = run_bot(
+        "check", "--json", env={**aws_env, "AWS_ENDPOINT_URL": iam_proxy.url, "REPORT_DEADLINE_SECONDS": "1"}
+    )
+    assert done.returncode == 2
+    account = json.loads(done.stdout)["accounts"][0]
+    assert account["error"] and account["users"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("check",), {"GRACE_PERIOD_DAYS": "abc"}, "error: GRACE_PERIOD_DAYS must be a whole number, got 'abc'"),
+        (("check", "--frobnicate"), {}, "error: unrecognized arguments: --frobnicate"),
+        (("launch",), {}, "error: argument command: invalid choice: 'launch'"),
+        (("check",), {"SLACK_BOT_TOKEN": "not-a-token-s3cret"}, "error: SLACK_BOT_TOKEN must start with 'xoxb-'"),
+        (("check",), {"AWS_DEFAULT_REGION": "us-east-1"}, "error: account unknown: no AWS credentials found"),
+        (
+            ("check",),
+            {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_DEFAULT_REGION": "us-east-1",
+             "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_MAX_ATTEMPTS": "1"},
+            "error: account unknown: cannot reach the AWS endpoint",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_setup_is_one_clear_line_and_exit_2(tmp_path, args, env, expected):
+    done = run_bot(*args, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
+    assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_environment_wins_over_dotenv(tmp_path):
+    (tmp_path / ".env").write_text("GRACE_PERIOD_DAYS=abc\n")
+    assert run_bot("check", "--frobnicate", cwd=tmp_path).returncode == 2
+    # The demo's passwords are minutes old: a 3-day grace period turns every violation into grace.
+    done = run_bot("check", "--demo", env={"GRACE_PERIOD_DAYS": "3"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "0 violation" in done.stdout and "3 grace" in done.stdout
+    only_dotenv = run_bot("check", "--demo", cwd=tmp_path)
+    assert only_dotenv.returncode == 2 and "GRACE_PERIOD_DAYS" in only_dotenv.stderr
