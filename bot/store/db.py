@@ -40,12 +40,12 @@ def normalize_url(url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password (userinfo or ``?password=``) replaced by ``***``."""
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        shown = re.sub(r"(://[^/?#@:]*):[^/?#]*@", r"\1:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", shown, flags=re.IGNORECASE)
+    """The URL as given, with its password (userinfo or ``?password=``) replaced by ``***``.
+
+    Masks up to the last ``@``, so an unescaped ``@`` in a password never leaks a part of it.
+    """
+    masked = re.sub(r"^([A-Za-z][\w+.-]*://[^:/?#@]*):.*@", r"\1:***@", url.strip())
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -440,20 +440,22 @@ class Store:
     ) -> int:
         """Queue one DM per (slack_user_id, arns); idempotent per (batch_id, slack_user_id). Returns new items."""
         now = _utc(now)
-        rows = {
-            user: {
-                "batch_id": batch_id,
-                "slack_user_id": user,
-                "arns": list(dict.fromkeys(arns)),
-                "requested_by": requested_by,
-                "created_at": now,
-            }
-            for user, arns in reversed(list(items))  # the first item of a person wins
-        }
+        rows: dict[str, dict[str, Any]] = {}
+        for user, arns in items:  # the first item of a person wins
+            rows.setdefault(
+                user,
+                {
+                    "batch_id": batch_id,
+                    "slack_user_id": user,
+                    "arns": list(dict.fromkeys(arns)),
+                    "requested_by": requested_by,
+                    "created_at": now,
+                },
+            )
         if not rows:
             return 0
         with self._write() as conn:
-            insert = _insert(conn, t.nudge_outbox).values(list(reversed(rows.values())))
+            insert = _insert(conn, t.nudge_outbox).values(list(rows.values()))
             insert = insert.on_conflict_do_nothing(index_elements=["batch_id", "slack_user_id"])
             return len(conn.execute(insert.returning(t.nudge_outbox.c.id)).all())
 

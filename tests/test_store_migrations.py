@@ -1,0 +1,92 @@
+"""Alembic migrations on SQLite and PostgreSQL: they build exactly bot.store.schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from bot.store import Store, StoreError, migrate
+from bot.store.db import MIGRATIONS, alembic_config, create_store_engine, write_transaction
+from bot.store.schema import metadata
+
+SCRIPTS = ScriptDirectory(str(MIGRATIONS))
+HEAD = SCRIPTS.get_current_head()
+FIRST = SCRIPTS.get_base()
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def _inspect(url: str) -> tuple[str | None, set[str], list[Any]]:
+    """(current revision, table names, differences between the database and schema.py)."""
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            return (
+                context.get_current_revision(),
+                set(sa.inspect(conn).get_table_names()),
+                compare_metadata(context, metadata),
+            )
+    finally:
+        engine.dispose()
+
+
+def test_single_linear_history_starting_with_the_initial_schema() -> None:
+    assert FIRST == "0001"
+    assert len(SCRIPTS.get_heads()) == 1
+
+
+def test_upgrade_from_empty_to_head(store_url: str) -> None:
+    assert _inspect(store_url)[:2] == (None, set())
+
+    migrate(store_url)
+
+    revision, tables, diff = _inspect(store_url)
+    assert revision == HEAD
+    assert tables == set(metadata.tables) | {"alembic_version"}
+    assert diff == []
+
+
+def test_upgrade_from_first_revision_to_head(store_url: str) -> None:
+    migrate(store_url, FIRST)
+    assert _inspect(store_url)[0] == FIRST
+
+    with Store.open(store_url) as opened:  # what the bot does at start
+        opened.record_action("UADMIN", "link", "arn", None, T0)
+
+    revision, _, diff = _inspect(store_url)
+    assert revision == HEAD
+    assert diff == []
+
+
+def test_downgrade_to_base_and_upgrade_again(store_url: str) -> None:
+    migrate(store_url)
+    engine = create_store_engine(store_url)
+    try:
+        with write_transaction(engine) as conn:
+            command.downgrade(alembic_config(conn), "base")
+    finally:
+        engine.dispose()
+    assert _inspect(store_url)[:2] == (None, {"alembic_version"})
+
+    migrate(store_url)
+    assert _inspect(store_url)[0] == HEAD
+
+
+def test_database_from_a_newer_bot_is_a_store_error(store_url: str) -> None:
+    migrate(store_url)
+    engine = create_store_engine(store_url)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'fffffffff999'"))
+    engine.dispose()
+
+    with pytest.raises(StoreError) as caught:
+        Store.open(store_url)
+    assert "\n" not in str(caught.value)
+    assert "fffffffff999" in str(caught.value)
