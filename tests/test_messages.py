@@ -1,0 +1,261 @@
+"""Block Kit renderers: pure functions, tested on plain data (no fakes)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from slack_sdk.models.blocks import HeaderBlock, SectionBlock
+
+from bot import messages
+from bot.models import AccountFindings, AuditResult, MfaDevice, RootStatus, UserFinding
+
+NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+ACCOUNT = "123456789012"
+
+
+def user(name: str, status: str = "violation", account: str = ACCOUNT, **kw: object) -> UserFinding:
+    defaults: dict[str, object] = {
+        "console_access": status != "no_console",
+        "mfa_devices": (MfaDevice(f"arn:aws:iam::{account}:mfa/{name}", "virtual"),) if status == "compliant" else (),
+        "reason": {
+            "violation": "console password, no MFA device",
+            "exempt": "tag mfa-exempt: vault",
+            "grace": "new",
+        }.get(status),
+        "console_since": NOW - timedelta(days=12) if status in {"violation", "grace"} else None,
+    }
+    defaults.update(kw)
+    return UserFinding(
+        account_id=account,
+        user_name=name,
+        arn=f"arn:aws:iam::{account}:user/{name}",
+        status=status,  # type: ignore[arg-type]
+        **defaults,  # type: ignore[arg-type]
+    )
+
+
+def account(
+    users: list[UserFinding], account_id: str = ACCOUNT, alias: str | None = "acme", **kw: object
+) -> AccountFindings:
+    base: dict[str, object] = {
+        "error": None,
+        "report_generated_at": NOW - timedelta(hours=1),
+        "root": RootStatus(mfa_enabled=True, hardware=False),
+    }
+    base.update(kw)
+    return AccountFindings(account_id=account_id, alias=alias, users=users, **base)  # type: ignore[arg-type]
+
+
+def result(*accounts: AccountFindings) -> AuditResult:
+    return AuditResult(generated_at=NOW, accounts=list(accounts))
+
+
+def check_limits(message: messages.Message) -> None:
+    """Slack's limits, checked with slack_sdk's own validators."""
+    assert 0 < len(message.blocks) <= 50
+    for block in message.blocks:
+        block.validate_json()
+        if isinstance(block, SectionBlock) and block.text is not None:
+            assert len(block.text.text) <= 3000
+    assert len(message.text) <= 3000
+    json.dumps(message.blocks_json())
+
+
+def all_text(message: messages.Message) -> str:
+    return json.dumps(message.blocks_json(), ensure_ascii=False) + message.text
+
+
+def header_counts(message: messages.Message) -> list[dict[str, int]]:
+    """The status counts each account's summary block shows."""
+    counts = []
+    for block in message.blocks:
+        if isinstance(block, SectionBlock) and block.fields:
+            shown = {}
+            for status, title in messages.COUNTED:
+                for f in block.fields:
+                    m = re.fullmatch(rf"\*{re.escape(title)}:\* (\d+)", f.text)
+                    if m:
+                        shown[status] = int(m.group(1))
+            counts.append(shown)
+    return counts
+
+
+def rows_in_message(message: messages.Message) -> dict[str, set[str]]:
+    """User names listed per status in the message's list sections."""
+    rows: dict[str, set[str]] = {"violation": set(), "exempt": set(), "grace": set()}
+    current = None
+    for block in message.blocks:
+        if not isinstance(block, SectionBlock) or block.text is None:
+            continue
+        for line in block.text.text.split("\n"):
+            for status, title in messages.LISTED:
+                if line.startswith(f"*{title} ("):
+                    current = status
+            m = re.match(r"• `([^`]+)`", line)
+            if m and current:
+                rows[current].add(m.group(1))
+    return rows
+
+
+def more_counts(message: messages.Message) -> int:
+    return sum(int(n) for n in re.findall(r"…and (\d+) more \(", all_text(message)))
+
+
+def test_small_audit_fits_without_a_file() -> None:
+    users = [
+        user("bob", slack_user_id="U0BOB0001"),
+        user("erin"),
+        user("heidi", "exempt"),
+        user("gina", "grace", grace_until=NOW + timedelta(days=2)),
+        user("alice", "compliant"),
+        user("frank", "no_console"),
+    ]
+    message = messages.audit_message(result(account(users)))
+    check_limits(message)
+    assert message.file is None
+    assert isinstance(message.blocks[0], HeaderBlock)
+    assert "acme (123456789012)" in message.blocks[0].text.text
+    assert header_counts(message) == [{"violation": 2, "exempt": 1, "grace": 1, "compliant": 1, "no_console": 1}]
+    text = all_text(message)
+    assert "<@U0BOB0001>" in text
+    assert "no Slack person found" in text  # erin
+    assert "open 12 days" in text
+    assert "MFA on (virtual)" in text
+    assert "grace ends 2025-03-03" in text
+    assert rows_in_message(message) == {"violation": {"bob", "erin"}, "exempt": {"heidi"}, "grace": {"gina"}}
+    assert message.text == "MFA audit of acme (123456789012): 2 violations, 1 exempt, 1 in grace period"
+
+
+def test_violations_come_before_exempt_and_grace() -> None:
+    message = messages.audit_message(result(account([user("z", "grace"), user("y", "exempt"), user("x")])))
+    text = all_text(message)
+    assert text.index("Violations") < text.index("Exempt (") < text.index("In grace period (")
+
+
+def test_root_mfa_off_and_hardware() -> None:
+    off = messages.audit_message(result(account([], root=RootStatus(mfa_enabled=False))))
+    assert ":warning: *Root user: MFA OFF*" in all_text(off)
+    hw = messages.audit_message(result(account([], root=RootStatus(mfa_enabled=True, hardware=True))))
+    assert "MFA on (hardware)" in all_text(hw)
+
+
+def test_an_account_with_an_error_is_never_zero_violations() -> None:
+    failed = account([], error="AccessDenied: iam:GenerateCredentialReport", root=RootStatus())
+    message = messages.audit_message(result(failed))
+    check_limits(message)
+    text = all_text(message)
+    assert "could not be audited" in text and "iam:GenerateCredentialReport" in text
+    assert "unknown" in text
+    assert "Violations" not in text and ": 0" not in text and "0 violations" not in json.dumps(message.blocks_json())
+    assert "could NOT be completed" in message.text
+
+
+def test_user_supplied_text_is_escaped() -> None:
+    evil = user("mallory", reason="<!channel> & <https://evil|click> <@U0ADMIN01>", slack_user_id=None)
+    text = all_text(messages.audit_message(result(account([evil], alias="a<b>"))))
+    assert "<!channel>" not in text and "<https://evil" not in text and "<@U0ADMIN01>" not in text
+    assert "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;" in text
+
+
+@pytest.mark.parametrize("n", [300, 1000])
+def test_many_violations_stay_within_limits_and_are_counted_exactly(n: int) -> None:
+    users = [
+        user(f"user-{i:04d}", reason="console password since 2025-01-01 (59 days), no MFA device") for i in range(n)
+    ]
+    users += [user(f"exempt-{i:03d}", "exempt", reason="x" * 400) for i in range(30)]
+    message = messages.audit_message(result(account(users)))
+    check_limits(message)
+    (counts,) = header_counts(message)
+    assert counts["violation"] == n and counts["exempt"] == 30
+    shown = rows_in_message(message)
+    assert message.file is not None
+    rows = list(csv.DictReader(io.StringIO(message.file.content)))
+    assert message.file.rows == len(rows) == n + 30
+    in_file = {status: {r["user_name"] for r in rows if r["status"] == status} for status in ("violation", "exempt")}
+    # every count in the header equals the distinct rows delivered across the message and the file
+    for status in ("violation", "exempt"):
+        assert len(shown[status] | in_file[status]) == counts[status]
+        assert shown[status] <= in_file[status]
+    # the message says exactly how many it left out
+    assert len(shown["violation"]) + len(shown["exempt"]) + more_counts(message) == n + 30
+    assert len(shown["violation"]) > 0
+
+
+def test_many_accounts_fit_and_none_is_dropped_silently() -> None:
+    accounts = [
+        account(
+            [user(f"u{i}-{j}") for j in range(3)] + [user(f"e{i}", "exempt")], account_id=f"{i:012d}", alias=f"acct{i}"
+        )
+        for i in range(25)
+    ]
+    accounts.append(account([], account_id="999999999999", alias="broken", error="AccessDenied", root=RootStatus()))
+    message = messages.audit_message(result(*accounts))
+    check_limits(message)
+    assert message.file is not None
+    rows = list(csv.DictReader(io.StringIO(message.file.content)))
+    assert sum(1 for r in rows if r["status"] == "violation") == 75
+    assert any(r["status"] == "error" and r["account_id"] == "999999999999" for r in rows)
+    assert re.search(r"…and \d+ more accounts", all_text(message))
+
+
+def test_csv_cells_cannot_become_formulas() -> None:
+    message = messages.audit_message(result(account([user(f"u{i}") for i in range(60)] + [user("=cmd", reason="+1")])))
+    assert message.file is not None
+    assert "'=cmd" in message.file.content and "'+1" in message.file.content
+
+
+def test_violation_rows_with_buttons_for_the_digest() -> None:
+    rows = messages.violation_row_blocks([user("bob", slack_user_id="U0BOB0001")], NOW)
+    (block,) = rows
+    block.validate_json()
+    assert block.accessory.action_id == "nudge"
+    assert messages.parse_user_value(block.accessory.value) == (ACCOUNT, "bob")
+
+
+def test_personal_message_has_console_and_cli_steps() -> None:
+    bob = user("bob")
+    message = messages.personal_message([bob, user("bob2", "compliant")], result(account([bob])))
+    check_limits(message)
+    text = all_text(message)
+    assert "aws iam create-virtual-mfa-device --virtual-mfa-device-name bob" in text
+    assert f"--serial-number arn:aws:iam::{ACCOUNT}:mfa/bob" in text
+    assert "--authentication-code1" in text and "--authentication-code2" in text
+    assert "aws iam list-mfa-devices --user-name bob" in text
+    assert "Security credentials" in text and "https://acme.signin.aws.amazon.com/console" in text
+    assert "MFA on" in text  # bob2
+
+
+def test_govcloud_steps_use_the_partition() -> None:
+    gov = UserFinding(
+        account_id=ACCOUNT,
+        user_name="g",
+        arn=f"arn:aws-us-gov:iam::{ACCOUNT}:user/g",
+        console_access=True,
+        mfa_devices=(),
+        status="violation",
+    )
+    assert f"arn:aws-us-gov:iam::{ACCOUNT}:mfa/g" in messages.cli_steps(gov)
+
+
+def test_not_found_explains_linking() -> None:
+    text = all_text(messages.not_found_message(result(account([])), "U0PLEB001"))
+    assert "/mfa-check link NAME @you" in text and "<@U0PLEB001>" in text
+
+
+def test_user_detail() -> None:
+    bob = user("bob", slack_user_id="U0BOB0001")
+    text = all_text(messages.user_detail_message([bob], result(account([bob]))))
+    assert "without MFA" in text and "<@U0BOB0001>" in text and bob.arn in text
+
+
+def test_usage_for_non_admins_lists_only_me_and_help() -> None:
+    text = all_text(messages.usage_message(is_admin=False))
+    assert "/mfa-check me" in text and "/mfa-check help" in text
+    assert "exempt" not in text and "link" not in text
+    admin = all_text(messages.usage_message(is_admin=True, error="that is not an IAM user name"))
+    assert "exempt NAME DAYSd REASON" in admin and "that is not an IAM user name" in admin
