@@ -1,0 +1,271 @@
+"""A small local HTTP server standing in for the Slack Web API, response_url and file upload URLs.
+
+Point `SLACK_API_URL` at `standin.api_url`; give slash commands `standin.response_url()`.
+Every request is recorded (method, path, headers, raw body, parsed payload). Answers are
+programmable per API method: queue replies with `reply(...)`, or rate-limit with
+`rate_limit(method, retry_after, times)` (HTTP 429 + Retry-After). Without a programmed reply,
+a built-in Slack-like answer is given for the methods the bot uses.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+BOT_USER_ID = "U0BOT0000"
+TEAM_ID = "T0TEST000"
+
+
+@dataclass
+class Recorded:
+    """One request the stand-in received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def kind(self) -> str:
+        """`api`, `response` (response_url), `upload` (file bytes) or `other`."""
+        return self.path.strip("/").split("/", 1)[0] if self.path.count("/") >= 1 else "other"
+
+    @property
+    def api_method(self) -> str | None:
+        """The Web API method (`chat.postMessage`) of an `/api/...` request."""
+        if not self.path.startswith("/api/"):
+            return None
+        return self.path[len("/api/") :].split("?", 1)[0]
+
+    @property
+    def text(self) -> str:
+        """The raw body as text."""
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The body parsed: JSON, or form fields (single values), else {}."""
+        content_type = self.headers.get("content-type", "")
+        if "json" in content_type:
+            try:
+                return json.loads(self.text or "{}")
+            except ValueError:
+                return {}
+        if "x-www-form-urlencoded" in content_type:
+            return {k: v[0] for k, v in urllib.parse.parse_qs(self.text, keep_blank_values=True).items()}
+        query = urllib.parse.urlsplit(self.path).query
+        return {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
+
+
+@dataclass
+class Reply:
+    """A programmed answer: status, JSON body, headers."""
+
+    status: int = 200
+    body: Any = field(default_factory=lambda: {"ok": True})
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def person(user_id: str, email: str | None = None, name: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A users.list member."""
+    profile = {"email": email} if email else {}
+    return {
+        "id": user_id,
+        "name": name or user_id.lower(),
+        "deleted": False,
+        "is_bot": False,
+        "profile": profile,
+        **extra,
+    }
+
+
+class SlackStandIn:
+    """The stand-in server. Use as a context manager; `url`, `api_url`, `response_url()`."""
+
+    def __init__(self, members: list[dict[str, Any]] | None = None) -> None:
+        self.members: list[dict[str, Any]] = list(members or [])
+        self.usergroups: dict[str, dict[str, Any]] = {}  # id -> {"handle", "users"}
+        self.requests: list[Recorded] = []
+        self.uploads: dict[str, bytes] = {}
+        self._replies: dict[str, deque[Reply]] = {}
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-standin", daemon=True
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> SlackStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """The value for SLACK_API_URL."""
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str | None = None) -> str:
+        """A fresh response_url on the stand-in."""
+        return f"{self.url}/response/{name or next(self._ids)}"
+
+    # -- programming -------------------------------------------------------------------------
+
+    def reply(self, api_method: str, *replies: Reply) -> None:
+        """Answer the next calls of `api_method` (or a `/response/...`/`/upload/...` path) with these."""
+        with self._cond:
+            self._replies.setdefault(api_method, deque()).extend(replies)
+
+    def rate_limit(self, api_method: str, retry_after: int = 1, times: int = 1) -> None:
+        """Answer the next `times` calls of `api_method` with 429 and Retry-After."""
+        body = {"ok": False, "error": "ratelimited"}
+        self.reply(api_method, *[Reply(429, body, {"Retry-After": str(retry_after)}) for _ in range(times)])
+
+    def add_usergroup(self, group_id: str, handle: str, users: list[str]) -> None:
+        """A user group for usergroups.list / usergroups.users.list."""
+        self.usergroups[group_id] = {"id": group_id, "handle": handle, "users": list(users)}
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def calls(self, api_method: str) -> list[Recorded]:
+        """Recorded Web API calls of one method."""
+        with self._cond:
+            return [r for r in self.requests if r.api_method == api_method]
+
+    def posts_to(self, response_url: str) -> list[Recorded]:
+        """Everything posted to one response_url."""
+        path = urllib.parse.urlsplit(response_url).path
+        with self._cond:
+            return [r for r in self.requests if r.path == path]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until `predicate()` is truthy (re-checked at every request); returns its value."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the stand-in did not see the expected requests in time")
+                self._cond.wait(min(left, 0.2))
+
+    def clear(self) -> None:
+        """Forget recorded requests (not the programmed replies)."""
+        with self._cond:
+            self.requests.clear()
+
+    # -- built-in answers --------------------------------------------------------------------
+
+    def _builtin(self, api_method: str, payload: dict[str, Any]) -> Reply:
+        if api_method == "auth.test":
+            return Reply(body={"ok": True, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": "B0BOT0000"})
+        if api_method == "users.list":
+            limit = int(payload.get("limit") or 200)
+            start = int(payload.get("cursor") or 0)
+            page = self.members[start : start + limit]
+            next_cursor = str(start + limit) if start + limit < len(self.members) else ""
+            return Reply(body={"ok": True, "members": page, "response_metadata": {"next_cursor": next_cursor}})
+        if api_method == "users.info":
+            for member in self.members:
+                if member["id"] == payload.get("user"):
+                    return Reply(body={"ok": True, "user": member})
+            return Reply(body={"ok": False, "error": "user_not_found"})
+        if api_method == "usergroups.list":
+            groups = [{"id": g["id"], "handle": g["handle"]} for g in self.usergroups.values()]
+            return Reply(body={"ok": True, "usergroups": groups})
+        if api_method == "usergroups.users.list":
+            group = self.usergroups.get(payload.get("usergroup", ""))
+            if group is None:
+                return Reply(body={"ok": False, "error": "no_such_subteam"})
+            return Reply(body={"ok": True, "users": group["users"]})
+        if api_method == "conversations.open":
+            return Reply(body={"ok": True, "channel": {"id": "D" + str(payload.get("users", "X")).split(",")[0][1:]}})
+        if api_method in {"chat.postMessage", "chat.postEphemeral", "chat.update"}:
+            return Reply(body={"ok": True, "channel": payload.get("channel"), "ts": f"{time.time():.6f}"})
+        if api_method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ids):08d}"
+            return Reply(body={"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"})
+        if api_method == "files.completeUploadExternal":
+            files = payload.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            return Reply(body={"ok": True, "files": [{"id": f.get("id"), "title": f.get("title")} for f in files]})
+        if api_method == "apps.connections.open":
+            return Reply(body={"ok": False, "error": "not_supported_by_standin"})
+        return Reply(body={"ok": False, "error": "unknown_method"})
+
+    def _answer(self, record: Recorded) -> Reply:
+        key = record.api_method or record.path
+        with self._cond:
+            queue = self._replies.get(key)
+            if queue:
+                return queue.popleft()
+        if record.api_method is not None:
+            return self._builtin(record.api_method, record.payload)
+        if record.path.startswith("/upload/"):
+            self.uploads[record.path.rsplit("/", 1)[-1]] = record.body
+            return Reply(body=f"OK - {len(record.body)}")
+        if record.path.startswith("/response/"):
+            return Reply(body="ok")
+        return Reply(404, {"ok": False, "error": "not_found"})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                record = Recorded(
+                    method=self.command,
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                    at=time.monotonic(),
+                )
+                reply = standin._answer(record)
+                with standin._cond:
+                    standin.requests.append(record)
+                    standin._cond.notify_all()
+                data = reply.body if isinstance(reply.body, bytes) else None
+                if data is None:
+                    is_text = isinstance(reply.body, str)
+                    data = reply.body.encode() if is_text else json.dumps(reply.body).encode()
+                content_type = "text/plain" if isinstance(reply.body, str) else "application/json"
+                self.send_response(reply.status)
+                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _handle
+
+        return Handler
