@@ -7,7 +7,10 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
+
+from dotenv import load_dotenv
 
 from bot.config import Config, ConfigError, load_config
 from bot.report import EXIT_ERROR
@@ -60,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    # .env fills in what the environment lacks, for boto3's own chain (AWS_PROFILE, ...) too.
+    load_dotenv(Path.cwd() / ".env", override=False)
     try:
         args = build_parser().parse_args(argv)
         config = load_config()

@@ -1,0 +1,121 @@
+"""Benchmark: the project's scan against the naive scan AWS documents, over a delayed local IAM.
+
+Seeds N users in moto's server (default 1,000: 700 with a console password, 100 of those
+without MFA), puts a proxy in front that delays every call (default 25 ms, standing in for the
+network to AWS) and counts calls per action, then runs:
+- the project's scan (`bot.service.run_audit`, exactly what `python -m bot check` runs);
+- the naive scan: list-users, then get-login-profile and list-mfa-devices per user, in order.
+Both must find the same violators. Prints wall time, calls, CPU seconds and the ratios.
+
+    python -m benchmarks.scan [--users 1000] [--console 700] [--violators 100] [--delay-ms 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from botocore.exceptions import ClientError
+
+from bot import service
+from bot.config import Config
+from bot.demo import demo_client, local_iam_server
+from tests.iam_proxy import IamProxy
+
+
+def seed(iam, users: int, console: int, violators: int) -> set[str]:
+    """Create the users; return the names of those who must be found (console, no MFA)."""
+    expected = set()
+
+    def create(i: int) -> None:
+        name = f"user{i:05d}"
+        iam.create_user(UserName=name)
+        if i < console:
+            iam.create_login_profile(UserName=name, Password="Bench-Password-1!")
+            if i >= violators:
+                serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
+                iam.enable_mfa_device(
+                    UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
+                )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(users)))
+    expected = {f"user{i:05d}" for i in range(violators)}
+    return expected
+
+
+def naive_scan(iam) -> set[str]:
+    """The documented procedure: every user, one after another."""
+    found = set()
+    for page in iam.get_paginator("list_users").paginate():
+        for user in page["Users"]:
+            name = user["UserName"]
+            try:
+                iam.get_login_profile(UserName=name)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "NoSuchEntity":
+                    continue
+                raise
+            if not iam.list_mfa_devices(UserName=name)["MFADevices"]:
+                found.add(name)
+    return found
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--console", type=int, default=700)
+    parser.add_argument("--violators", type=int, default=100)
+    parser.add_argument("--delay-ms", type=float, default=25.0)
+    parser.add_argument("--skip-naive", action="store_true", help="only the project's scan")
+    args = parser.parse_args()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )  # fmt: skip
+
+    with local_iam_server() as moto_url:
+        started = time.perf_counter()
+        expected = seed(demo_client(moto_url), args.users, args.console, args.violators)
+        print(f"seeded {args.users} users ({args.console} console, {args.violators} without MFA) "
+              f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
+        with IamProxy(moto_url, delay_seconds=args.delay_ms / 1000) as proxy:
+            config = Config(aws_endpoint_url=proxy.url)
+            result, scan_wall, scan_cpu = timed(lambda: service.run_audit(config))
+            scan_calls = dict(proxy.calls)
+            found = {u.user_name for u in result.violations}
+            assert result.accounts[0].error is None, result.accounts[0].error
+            budget = 12 + 3 * args.violators
+            print(f"project scan: {scan_wall:.2f}s wall, {scan_cpu:.2f}s CPU, {sum(scan_calls.values())} calls "
+                  f"(budget {budget}), max {proxy.max_in_flight} in flight, found {len(found)} violators")  # fmt: skip
+            print("  calls: " + ", ".join(f"{k}={v}" for k, v in sorted(scan_calls.items())))
+            ok = found == expected and sum(scan_calls.values()) <= budget
+            if not args.skip_naive:
+                proxy.reset_counts()
+                naive_found, naive_wall, naive_cpu = timed(lambda: naive_scan(demo_client(proxy.url)))
+                naive_calls = proxy.total_calls
+                print(f"naive scan:   {naive_wall:.2f}s wall, {naive_cpu:.2f}s CPU, {naive_calls} calls, "
+                      f"found {len(naive_found)} violators")  # fmt: skip
+                ratio = naive_wall / scan_wall
+                call_ratio = naive_calls / sum(scan_calls.values())
+                print(f"speed-up: {ratio:.1f}x (target >= 15x); calls: {call_ratio:.1f}x fewer")
+                ok = ok and naive_found == expected and ratio >= 15
+            print(f"same violators as seeded: {found == expected}")
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Configuration: typed, validated, one clear line per problem, secrets never echoed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_config
+
+
+def load(**env: str):
+    return load_config(env, dotenv_path=None)
+
+
+def test_defaults_match_the_contract():
+    config = load()
+    assert config.slack_api_url == "https://slack.com/api/"
+    assert (config.port, config.digest_cron, config.digest_timezone) == (3000, "0 9 * * 1-5", "UTC")
+    assert config.admin_user_ids == frozenset()
+    assert config.database_url == "sqlite:///mfa_bot.db"
+    assert (config.grace_period_days, config.nudge_cooldown_hours) == (0, 24)
+    assert not config.socket_mode
+
+
+def test_values_are_parsed():
+    config = load(
+        ADMIN_USER_IDS="U0AAA111, W0BBB222",
+        DIGEST_CRON="off",
+        SLACK_APP_TOKEN="xapp-1-x",
+        SLACK_API_URL="http://127.0.0.1:9999/api",
+        ACCOUNT_CHANNELS="111122223333:C0AAA,444455556666:C0BBB",
+        AWS_ACCOUNT_IDS="111122223333,111122223333",
+        AWS_ROLE_NAME="MfaBotAudit",
+        EMAIL_DOMAIN="@example.com",
+    )
+    assert config.admin_user_ids == {"U0AAA111", "W0BBB222"}
+    assert config.digest_cron is None and config.socket_mode
+    assert config.slack_api_url == "http://127.0.0.1:9999/api/"
+    assert config.account_channels == {"111122223333": "C0AAA", "444455556666": "C0BBB"}
+    assert config.aws_account_ids == ("111122223333",)
+    assert config.email_domain == "example.com"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GRACE_PERIOD_DAYS": "abc"}, "GRACE_PERIOD_DAYS must be a whole number, got 'abc'"),
+        ({"NUDGE_COOLDOWN_HOURS": "-1"}, "NUDGE_COOLDOWN_HOURS must be at least 0, got -1"),
+        ({"ADMIN_USER_IDS": "alice"}, "ADMIN_USER_IDS: 'alice' is not a Slack user ID"),
+        ({"DIGEST_CHANNEL": "#security"}, "DIGEST_CHANNEL must be a channel ID"),
+        ({"DIGEST_TIMEZONE": "Mars/Olympus"}, "DIGEST_TIMEZONE must be an IANA zone"),
+        ({"AWS_ACCOUNT_IDS": "1234"}, "AWS_ACCOUNT_IDS: '1234' is not a 12-digit account ID"),
+        ({"AWS_ACCOUNT_IDS": "111122223333"}, "AWS_ROLE_NAME is required"),
+        ({"ACCOUNT_CHANNELS": "prod:C0AAA"}, "ACCOUNT_CHANNELS: 'prod:C0AAA' is not ACCOUNT_ID:CHANNEL_ID"),
+        ({"AWS_ORGANIZATION": "maybe"}, "AWS_ORGANIZATION must be true or false"),
+        ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL must be an http(s) URL"),
+    ],
+)
+def test_bad_values_are_one_line_naming_the_variable(env, message):
+    with pytest.raises(ConfigError) as info:
+        load(**env)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_a_malformed_secret_is_named_but_never_echoed():
+    with pytest.raises(ConfigError) as info:
+        load(SLACK_BOT_TOKEN="xoxp-super-secret-value")
+    assert "SLACK_BOT_TOKEN" in str(info.value) and "super-secret" not in str(info.value)
+
+
+def test_environment_wins_over_dotenv(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GRACE_PERIOD_DAYS=5\nNUDGE_COOLDOWN_HOURS=2\n")
+    config = load_config({"GRACE_PERIOD_DAYS": "1"}, dotenv_path=dotenv)
+    assert (config.grace_period_days, config.nudge_cooldown_hours) == (1, 2)
+
+
+def test_dotenv_example_lists_every_setting_and_loads_as_the_defaults():
+    root = Path(__file__).resolve().parent.parent
+    example = root / ".env.example"
+    read_by_config = set(re.findall(r'env, "([A-Z_]+)"', (root / "bot" / "config.py").read_text()))
+    listed = set(re.findall(r"^#? ?([A-Z_]+)=", example.read_text(), flags=re.M))
+    assert read_by_config - listed == set()
+    assert load_config({}, dotenv_path=example) == load()
