@@ -19,8 +19,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures_db import PG_ENV, pg_admin_engine_for, pg_schema_url, sqlite_url  # noqa: E402
-from tests.test_store_race import run_race  # noqa: E402
+from tests.fixtures_db import PG_ENV, pg_admin_engine_for, pg_schema_url, sqlite_url
+from tests.test_store_race import run_race
 
 
 def _report(name: str, winners: dict[str, list[int]], seconds: float) -> bool:

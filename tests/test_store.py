@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from bot import models
 from bot.store import Store, StoreError, mask_url, migrate, normalize_url
+from tests.fixtures_db import PG_ENV, pg_schema_url
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ACCOUNT = "111122223333"
@@ -419,13 +423,12 @@ def test_heroku_style_urls_are_rewritten() -> None:
     assert normalize_url(" sqlite:///mfa_bot.db ") == "sqlite:///mfa_bot.db"
 
 
-def test_postgres_scheme_opens(store_url: str) -> None:
-    if not store_url.startswith("postgresql+psycopg://"):
-        pytest.skip("PostgreSQL URL forms only")
-    for prefix in ("postgres://", "postgresql://"):
-        with Store.open(prefix + store_url.removeprefix("postgresql+psycopg://")) as opened:
-            opened.set_link(ALICE, "U0ALICE", "UADMIN", T0)
-            assert opened.links() == {ALICE: "U0ALICE"}
+def test_postgres_scheme_opens(pg_admin_engine: Engine) -> None:
+    with pg_schema_url(pg_admin_engine, os.environ[PG_ENV]) as url:
+        for prefix in ("postgres://", "postgresql://"):
+            with Store.open(prefix + url.removeprefix("postgresql+psycopg://")) as opened:
+                opened.set_link(ALICE, "U0ALICE", prefix, T0)
+                assert opened.links() == {ALICE: "U0ALICE"}
 
 
 @pytest.mark.parametrize(
@@ -493,3 +496,21 @@ def test_sqlite_connections_use_wal_and_a_busy_timeout(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_one_store_is_shared_by_threads(store: Store) -> None:
+    def work(n: int) -> bool:
+        store.record_action(f"U{n}", "nudge", ALICE, None, T0 + timedelta(seconds=n))
+        return store.claim_digest("C1", "2026-11-02", f"thread-{n}", T0)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = list(pool.map(work, range(16)))
+
+    assert won.count(True) == 1
+    assert len(store.actions(limit=100)) == 16
+
+
+def test_in_memory_sqlite_for_quick_tests() -> None:
+    with Store.open("sqlite://") as memory:
+        memory.set_link(ALICE, "U0ALICE", "UADMIN", T0)
+        assert memory.links() == {ALICE: "U0ALICE"}

@@ -150,14 +150,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(conn), revision)
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (``python -m bot migrate``); StoreError if it can't."""
+def open_engine(url: str, revision: str = "head", doing: str = "open") -> Engine:
+    """An Engine for `url`, migrated to `revision`; StoreError (one line, password masked) if it can't."""
     from alembic.util import CommandError
 
     engine = create_store_engine(url)
     try:
         upgrade(engine, revision)
     except (SQLAlchemyError, CommandError, OSError) as exc:
-        raise store_error(normalize_url(url), exc, "migrate") from None
-    finally:
         engine.dispose()
+        raise store_error(normalize_url(url), exc, doing) from None
+    return engine
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (``python -m bot migrate``); StoreError if it can't."""
+    open_engine(url, revision, doing="migrate").dispose()

@@ -17,14 +17,12 @@ from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.util import CommandError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.store import schema as t
-from bot.store.db import create_store_engine, normalize_url, store_error, upgrade, write_transaction
+from bot.store.db import open_engine, write_transaction
 from bot.store.records import (
     Action,
     Changes,
@@ -71,13 +69,7 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect to DATABASE_URL and apply pending migrations; StoreError (one line) if it can't."""
-        engine = create_store_engine(url)
-        try:
-            upgrade(engine)
-        except (SQLAlchemyError, CommandError, OSError) as exc:
-            engine.dispose()
-            raise store_error(normalize_url(url), exc) from None
-        return cls(engine)
+        return cls(open_engine(url))
 
     def close(self) -> None:
         """Close every pooled connection."""
