@@ -97,7 +97,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _service_of(exc: ClientError) -> str:
-    return "sts" if exc.operation_name in {"GetCallerIdentity", "AssumeRole"} else "iam"
+    if exc.operation_name in {"GetCallerIdentity", "AssumeRole"}:
+        return "sts"
+    return "organizations" if exc.operation_name == "ListAccounts" else "iam"
 
 
 def _code(exc: ClientError) -> str:
@@ -250,6 +252,45 @@ def collect_account(
         facts.error = describe_error(exc)
         logger.warning("audit of account %s failed: %s", account_id, facts.error)
     return facts
+
+
+def assume_role_session(
+    base: boto3.session.Session,
+    role_arn: str,
+    external_id: str | None,
+    endpoint_url: str | None,
+    session_name: str = "mfa-bot-audit",
+) -> boto3.session.Session:
+    """A session holding the assumed role's temporary credentials (one STS AssumeRole call)."""
+    _, sts = clients_for(base, endpoint_url, 1)
+    kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name}
+    if external_id:
+        kwargs["ExternalId"] = external_id
+    creds = sts.assume_role(**kwargs)["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=base.region_name,
+    )
+
+
+def organization_accounts(session: boto3.session.Session, endpoint_url: str | None) -> list[tuple[str, str]]:
+    """(account id, name) of every ACTIVE account of the organization (every ListAccounts page).
+
+    Suspended, pending-closure and closed accounts are left out: nobody can sign in to them.
+    """
+    kwargs: dict[str, Any] = {"config": boto_config()}
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    org = session.client("organizations", region_name=session.region_name or "us-east-1", **kwargs)
+    accounts = []
+    for page in org.get_paginator("list_accounts").paginate():
+        for account in page["Accounts"]:
+            state = account.get("State", account.get("Status"))
+            if account.get("Status", "ACTIVE") == "ACTIVE" and state == "ACTIVE":
+                accounts.append((account["Id"], account.get("Name", "")))
+    return accounts
 
 
 def clients_for(session: boto3.session.Session, endpoint_url: str | None, concurrency: int) -> tuple[Any, Any]:

@@ -149,6 +149,7 @@ class AuditResult:
 
     generated_at: datetime
     accounts: list[AccountFindings]
+    peak_accounts_in_flight: int = 0  # never above AWS_MAX_CONCURRENCY
 
     def summary(self) -> dict[str, int]:
         counts = {status: 0 for status in ("violation", "compliant", "no_console", "exempt", "grace")}

@@ -1,13 +1,21 @@
 """The audit service: the one entry point that handlers, the scheduler and the CLI call.
 
-It wires the edges (boto3 session, clock, stored exemptions) to the pure rule.
+It wires the edges (boto3 sessions, clock, stored exemptions) to the pure rule, for one
+account or many: the current credentials' account (the default), an explicit list of
+accounts (`AWS_ACCOUNT_IDS`), or every active account of the AWS Organization
+(`AWS_ORGANIZATION=true`), each reached through `AWS_ROLE_NAME`. Accounts are audited in
+parallel, at most `AWS_MAX_CONCURRENCY` at a time; one account's failure is an error for that
+account only, never a pass and never hiding the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,12 +24,22 @@ from bot import audit, aws
 from bot.config import Config
 from bot.models import AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus
 
+logger = logging.getLogger(__name__)
 UNKNOWN_ACCOUNT = "unknown"
 
 
 def utc_now() -> datetime:
     """The clock edge."""
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AccountTarget:
+    """One account to audit: reached with the base credentials (role_arn None) or a role."""
+
+    account_id: str
+    role_arn: str | None = None
+    name: str | None = None
 
 
 def collect_options(config: Config) -> aws.CollectOptions:
@@ -49,24 +67,74 @@ def failed_account(account_id: str, error: str, alias: str | None = None) -> Acc
     )
 
 
-def audit_current_account(
-    config: Config,
-    session: boto3.session.Session | None = None,
-    now: datetime | None = None,
-    exemptions: Mapping[str, Exemption] | None = None,
-    sleep: Callable[[float], None] | None = None,
-) -> AccountFindings:
-    """Audit the account of the credentials in use."""
-    now = now or utc_now()
+class TargetsError(Exception):
+    """The list of accounts itself could not be had (no account can be audited)."""
+
+
+def account_targets(config: Config, session: boto3.session.Session) -> tuple[list[AccountTarget], str]:
+    """The accounts to audit and the partition, from the configuration.
+
+    The base credentials' own account is read with those credentials, without a role.
+    """
     try:
-        session = session or aws.make_session()
-        iam, sts = aws.clients_for(session, config.aws_endpoint_url, config.live_check_concurrency)
-        account_id, partition = aws.account_identity(sts)
+        _, sts = aws.clients_for(session, config.aws_endpoint_url, 1)
+        own_account, partition = aws.account_identity(sts)
+        if config.aws_organization:
+            listed = aws.organization_accounts(session, config.aws_endpoint_url)
+        else:
+            listed = [(account_id, None) for account_id in config.aws_account_ids]
     except (ClientError, BotoCoreError) as exc:
-        return failed_account(UNKNOWN_ACCOUNT, aws.describe_error(exc))
-    kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
-    facts = aws.collect_account(iam, account_id, partition, collect_options(config), **kwargs)
-    return audit.judge_account(facts, audit_policy(config, now, exemptions))
+        raise TargetsError(aws.describe_error(exc)) from exc
+    if not listed:
+        return [AccountTarget(own_account)], partition
+    targets = []
+    for account_id, name in listed:
+        role_arn = f"arn:{partition}:iam::{account_id}:role/{config.aws_role_name}"
+        targets.append(AccountTarget(account_id, None if account_id == own_account else role_arn, name or None))
+    return targets, partition
+
+
+def audit_target(
+    config: Config,
+    base: boto3.session.Session,
+    target: AccountTarget,
+    partition: str,
+    policy: AuditPolicy,
+) -> AccountFindings:
+    """Audit one account; any failure (AssumeRole denied included) comes back as its error."""
+    try:
+        session = base
+        if target.role_arn:
+            session = aws.assume_role_session(base, target.role_arn, config.aws_external_id, config.aws_endpoint_url)
+        iam, _ = aws.clients_for(session, config.aws_endpoint_url, config.live_check_concurrency)
+    except (ClientError, BotoCoreError) as exc:
+        error = aws.describe_error(exc)
+        logger.warning("audit of account %s failed: %s", target.account_id, error)
+        return failed_account(target.account_id, error, alias=target.name)
+    facts = aws.collect_account(iam, target.account_id, partition, collect_options(config))
+    return audit.judge_account(facts, policy)
+
+
+def _matches(account: AccountFindings | AccountTarget, wanted: str) -> bool:
+    alias = getattr(account, "alias", None) or getattr(account, "name", None)
+    return wanted in {account.account_id, alias}
+
+
+class _InFlight:
+    """Counts accounts being audited at once (the peak is reported in logs and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.now -= 1
 
 
 def run_audit(
@@ -74,8 +142,33 @@ def run_audit(
     session: boto3.session.Session | None = None,
     now: datetime | None = None,
     exemptions: Mapping[str, Exemption] | None = None,
+    only: str | None = None,
 ) -> AuditResult:
-    """Audit every configured account and return the findings."""
+    """Audit every configured account (or `only` the one with that id or alias) and return the findings.
+
+    An `only` that names no configured account yields an AuditResult with no accounts.
+    """
     now = now or utc_now()
-    account = audit_current_account(config, session=session, now=now, exemptions=exemptions)
-    return AuditResult(generated_at=now, accounts=[account])
+    try:
+        base = session or aws.make_session()
+        targets, partition = account_targets(config, base)
+    except (TargetsError, BotoCoreError) as exc:
+        message = str(exc) if isinstance(exc, TargetsError) else aws.describe_error(exc)
+        return AuditResult(generated_at=now, accounts=[failed_account(UNKNOWN_ACCOUNT, message)])
+    policy = audit_policy(config, now, exemptions)
+    in_flight = _InFlight()
+
+    def one(target: AccountTarget) -> AccountFindings:
+        with in_flight:
+            return audit_target(config, base, target, partition, policy)
+
+    selected = [t for t in targets if only is None or _matches(t, only)]
+    if only is not None and not selected and not only.isdigit():
+        selected = targets  # an alias is known only once the account is read
+    workers = max(1, min(config.aws_max_concurrency, len(selected)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-account") as pool:
+        accounts = list(pool.map(one, selected))
+    if only is not None:
+        accounts = [a for a in accounts if _matches(a, only)]
+    accounts.sort(key=lambda a: (a.error is None, a.label.lower()))
+    return AuditResult(generated_at=now, accounts=accounts, peak_accounts_in_flight=in_flight.peak)

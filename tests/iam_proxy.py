@@ -7,6 +7,7 @@ call standing in for the network to AWS, and calls counted per action).
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 import urllib.parse
@@ -26,10 +27,13 @@ class Fault:
     status: int = 400
     message: str = "injected by the test proxy"
     times: int | None = None
+    when: str | None = None  # only requests whose body contains this text
 
 
-def error_body(code: str, message: str) -> bytes:
-    """An AWS query-protocol error document."""
+def error_body(code: str, message: str, json_protocol: bool = False) -> bytes:
+    """An AWS error document: JSON for JSON-protocol services (X-Amz-Target), else query XML."""
+    if json_protocol:
+        return json.dumps({"__type": code, "message": message}).encode()
     return (
         '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
         f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
@@ -46,6 +50,13 @@ def action_of(body: bytes, headers: Any) -> str:
     return fields.get("Action", ["?"])[0]
 
 
+def access_key_of(headers: Any) -> str:
+    """The access key id a SigV4 request was signed with ('' when unsigned)."""
+    auth = headers.get("Authorization") or ""
+    _, _, rest = auth.partition("Credential=")
+    return rest.split("/", 1)[0]
+
+
 class IamProxy:
     """Forward to `upstream_url`, after `delay_seconds`, unless a fault is set for the action."""
 
@@ -57,6 +68,8 @@ class IamProxy:
         self.faults: dict[str, Fault] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self._keys_in_flight: Counter[str] = Counter()
+        self.max_keys_in_flight = 0  # distinct credentials (= accounts, with assumed roles) at once
         self._lock = threading.Lock()
         self._local = threading.local()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -72,14 +85,16 @@ class IamProxy:
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
-    def fail(self, action: str, code: str, status: int = 400, times: int | None = None) -> None:
-        """Make `action` fail with `code` (for `times` calls, or forever)."""
-        self.faults[action] = Fault(code=code, status=status, times=times)
+    def fail(
+        self, action: str, code: str, status: int = 400, times: int | None = None, when: str | None = None
+    ) -> None:
+        """Make `action` fail with `code` (for `times` calls, or forever; only bodies containing `when`)."""
+        self.faults[action] = Fault(code=code, status=status, times=times, when=when)
 
     def reset_counts(self) -> None:
         with self._lock:
             self.calls.clear()
-            self.max_in_flight = 0
+            self.max_in_flight = self.max_keys_in_flight = 0
 
     def __enter__(self) -> IamProxy:
         self._thread.start()
@@ -89,10 +104,10 @@ class IamProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _take_fault(self, action: str) -> Fault | None:
+    def _take_fault(self, action: str, body: bytes) -> Fault | None:
         with self._lock:
             fault = self.faults.get(action)
-            if fault is None:
+            if fault is None or (fault.when is not None and fault.when not in urllib.parse.unquote_plus(body.decode())):
                 return None
             if fault.times is not None:
                 fault.times -= 1
@@ -137,25 +152,28 @@ class IamProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 action = action_of(body, self.headers)
+                key = access_key_of(self.headers)
                 with proxy._lock:
                     proxy.calls[action] += 1
                     proxy.in_flight += 1
                     proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                    proxy._keys_in_flight[key] += 1
+                    proxy.max_keys_in_flight = max(proxy.max_keys_in_flight, len(+proxy._keys_in_flight))
                 try:
                     if proxy.delay_seconds:
                         time.sleep(proxy.delay_seconds)
-                    fault = proxy._take_fault(action)
+                    fault = proxy._take_fault(action, body)
                     if fault is not None:
-                        status, headers, data = (
-                            fault.status,
-                            [("Content-Type", "text/xml")],
-                            error_body(fault.code, fault.message),
-                        )
+                        json_protocol = bool(self.headers.get("X-Amz-Target"))
+                        content_type = "application/x-amz-json-1.1" if json_protocol else "text/xml"
+                        status, headers = fault.status, [("Content-Type", content_type)]
+                        data = error_body(fault.code, fault.message, json_protocol)
                     else:
                         status, headers, data = proxy._forward(self.command, self.path, body, self.headers)
                 finally:
                     with proxy._lock:
                         proxy.in_flight -= 1
+                        proxy._keys_in_flight[key] -= 1
                 self.send_response(status)
                 for key, value in headers:
                     if key.lower() not in HOP_BY_HOP | {"content-length", "server", "date"}:

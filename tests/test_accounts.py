@@ -1,0 +1,163 @@
+"""Many accounts: an AWS Organization reached through assumed roles, on moto's server over HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from bot import aws, service
+from bot.config import Config
+from bot.demo import DEMO_CREDENTIALS, DEMO_REGION, demo_client
+from bot.report import exit_code
+
+ROLE = "MfaBotAudit"
+MANAGEMENT = "123456789012"
+
+
+def role_client(moto_url: str, account_id: str, service_name: str = "iam"):
+    sts = demo_client(moto_url, "sts")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/{ROLE}", RoleSessionName="seed")["Credentials"]
+    return boto3.client(
+        service_name,
+        endpoint_url=moto_url,
+        region_name=DEMO_REGION,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def add_user(iam, name: str, console: bool, mfa: bool) -> None:
+    iam.create_user(UserName=name)
+    if console:
+        iam.create_login_profile(UserName=name, Password="Seed-Password-1!")
+    if mfa:
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
+        iam.enable_mfa_device(
+            UserName=name, SerialNumber=serial, AuthenticationCode1="111111", AuthenticationCode2="222222"
+        )
+
+
+@pytest.fixture
+def organization(demo_account):
+    """Management account (the demo account) + 3 active members + 1 closed member."""
+    org = demo_client(demo_account, "organizations")
+    org.create_organization(FeatureSet="ALL")
+    ids = {}
+    for name in ("dev", "prod", "sandbox", "retired"):
+        status = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
+        ids[name] = status["AccountId"]
+    org.close_account(AccountId=ids["retired"])
+    dev = role_client(demo_account, ids["dev"])
+    dev.create_account_alias(AccountAlias="acme-dev")
+    add_user(dev, "dev-alice", console=True, mfa=False)
+    add_user(dev, "dev-bob", console=True, mfa=True)
+    prod = role_client(demo_account, ids["prod"])
+    add_user(prod, "prod-carol", console=True, mfa=True)
+    add_user(role_client(demo_account, ids["retired"]), "ghost", console=True, mfa=False)
+    return ids
+
+
+def org_config(proxy_url: str, **overrides) -> Config:
+    base = Config(
+        aws_endpoint_url=proxy_url,
+        aws_organization=True,
+        aws_role_name=ROLE,
+        aws_max_concurrency=2,
+        report_deadline_seconds=5,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def test_organization_audit_one_denied_account_never_hides_the_others(organization, iam_proxy):
+    iam_proxy.fail("AssumeRole", "AccessDenied", status=403, when=organization["sandbox"])
+    result = service.run_audit(org_config(iam_proxy.url))
+    by_id = {a.account_id: a for a in result.accounts}
+    assert set(by_id) == {MANAGEMENT, organization["dev"], organization["prod"], organization["sandbox"]}
+    assert organization["retired"] not in by_id  # closed accounts are left out
+    sandbox = by_id[organization["sandbox"]]
+    assert sandbox.error == "AccessDenied: sts:AssumeRole was denied (grant it in the audit policy)"
+    assert sandbox.users == []
+    assert by_id[organization["dev"]].alias == "acme-dev"
+    assert [u.user_name for u in by_id[organization["dev"]].users if u.status == "violation"] == ["dev-alice"]
+    assert [u.status for u in by_id[organization["prod"]].users] == ["compliant"]
+    assert {u.user_name for u in by_id[MANAGEMENT].users if u.status == "violation"} == {"bob", "erin", "ivan"}
+    assert result.accounts[0].error is not None  # failed accounts come first
+    assert exit_code(result) == 2
+    assert result.peak_accounts_in_flight == 2
+    assert iam_proxy.max_keys_in_flight <= 2
+
+
+def test_the_management_account_is_read_with_the_base_credentials(organization, iam_proxy):
+    service.run_audit(org_config(iam_proxy.url))
+    # one AssumeRole per member account, none for the management account
+    assert iam_proxy.calls["AssumeRole"] == 3
+
+
+def test_explicit_account_list_with_external_id(organization, iam_proxy):
+    # The role in prod trusts only callers presenting the external id.
+    iam_proxy.fail("AssumeRole", "AccessDenied", status=403, when="ExternalId=wrong")
+    ids = (organization["dev"], organization["prod"])
+    good = org_config(iam_proxy.url, aws_organization=False, aws_account_ids=ids, aws_external_id="s3cret-id")
+    assert [a.error for a in service.run_audit(good).accounts] == [None, None]
+    bad = dataclasses.replace(good, aws_external_id="wrong")
+    assert all("sts:AssumeRole was denied" in a.error for a in service.run_audit(bad).accounts)
+
+
+def test_one_account_by_id_or_alias(organization, iam_proxy):
+    config = org_config(iam_proxy.url)
+    by_id = service.run_audit(config, only=organization["prod"])
+    assert [a.account_id for a in by_id.accounts] == [organization["prod"]]
+    assert iam_proxy.calls["AssumeRole"] == 1
+    by_alias = service.run_audit(config, only="acme-dev")
+    assert [a.account_id for a in by_alias.accounts] == [organization["dev"]]
+    assert service.run_audit(config, only="999999999999").accounts == []
+
+
+def test_listing_the_organization_failing_is_an_error_not_a_pass(demo_account, iam_proxy):
+    demo_client(demo_account, "organizations").create_organization(FeatureSet="ALL")
+    iam_proxy.fail("ListAccounts", "AccessDeniedException", status=400)
+    result = service.run_audit(org_config(iam_proxy.url))
+    assert exit_code(result) == 2
+    assert (
+        result.accounts[0].error == "AccessDenied: organizations:ListAccounts was denied (grant it in the audit policy)"
+    )
+
+
+def test_every_list_accounts_page_is_read_and_inactive_accounts_left_out():
+    session = boto3.session.Session(region_name="us-east-1", **DEMO_CREDENTIALS)
+    client = session.client("organizations")
+    stub = Stubber(client)
+
+    def account(i: str, status: str, state: str | None = None) -> dict:
+        item = {"Id": i * 12, "Arn": f"arn:aws:organizations::1:account/o-x/{i * 12}", "Name": f"acct-{i}",
+                "Email": f"{i}@example.com", "Status": status}  # fmt: skip
+        if state:
+            item["State"] = state
+        return item
+
+    stub.add_response(
+        "list_accounts", {"Accounts": [account("1", "ACTIVE"), account("2", "SUSPENDED")], "NextToken": "t"}
+    )
+    stub.add_response(
+        "list_accounts",
+        {
+            "Accounts": [
+                account("3", "ACTIVE", "ACTIVE"),
+                account("4", "PENDING_CLOSURE"),
+                account("5", "ACTIVE", "CLOSED"),
+            ]
+        },
+        {"NextToken": "t"},
+    )
+    original = session.client
+    session.client = lambda *a, **k: client  # type: ignore[method-assign]
+    try:
+        with stub:
+            assert aws.organization_accounts(session, None) == [("1" * 12, "acct-1"), ("3" * 12, "acct-3")]
+    finally:
+        session.client = original  # type: ignore[method-assign]
+    stub.assert_no_pending_responses()
