@@ -1,0 +1,53 @@
+"""Deployment files stay valid and in step with the permissions the code uses."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from cfnlint.api import lint_all
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _actions_called_by_the_collector() -> set[str]:
+    source = (ROOT / "bot" / "aws.py").read_text()
+    snake = set(re.findall(r"\b(?:iam|sts)\.([a-z_]+)\(", source)) | set(
+        re.findall(r'get_paginator\("([a-z_]+)"\)', source)
+    )
+    return {name.replace("_", "") for name in snake} - {"getpaginator"}
+
+
+MULTI_ACCOUNT_ONLY = {"assumerole", "listaccounts"}
+
+
+def test_audit_policy_grants_exactly_what_the_collector_calls():
+    policy = json.loads((ROOT / "iam-policy.json").read_text())
+    granted = {a.split(":", 1)[1].lower() for a in policy["Statement"][0]["Action"]}
+    assert granted == _actions_called_by_the_collector() - MULTI_ACCOUNT_ONLY
+
+
+def test_member_role_template_lints_clean_and_matches_the_policy():
+    template_text = (ROOT / "deploy" / "audit-role.yaml").read_text()
+    problems = [m for m in lint_all(template_text) if m.rule.id[0] in "EW"]  # errors and warnings
+    assert problems == []
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load(template_text, Loader=Loader)
+    statement = template["Resources"]["AuditRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    account_policy = json.loads((ROOT / "iam-policy.json").read_text())["Statement"][0]["Action"]
+    assert set(statement["Action"]) == set(account_policy) - {"sts:GetCallerIdentity"}
+
+
+def test_bot_policy_allows_assuming_the_role_and_listing_accounts():
+    policy = json.loads((ROOT / "deploy" / "bot-policy.json").read_text())
+    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"sts:AssumeRole", "organizations:ListAccounts"} <= actions
+    own = json.loads((ROOT / "iam-policy.json").read_text())["Statement"][0]["Action"]
+    assert set(own) <= actions
+    assert {a.split(":", 1)[1].lower() for a in actions} >= _actions_called_by_the_collector()
