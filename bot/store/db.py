@@ -7,6 +7,7 @@ timeout and foreign keys on every connect, and SQLAlchemy (not the sqlite3 modul
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ WRITE = "mfa_bot_write"  # Connection execution option: this transaction will wr
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x6D66615F626F74  # pg_advisory_xact_lock key ("mfa_bot"): one migrator at a time
 _DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
+
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven "setup plugin" lines per start
 
 
 class StoreError(RuntimeError):
@@ -144,10 +147,21 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         with engine.connect() as conn:  # fast path: already current, take no write lock
             if _current(conn) == _head():
                 return
-    with write_transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-        command.upgrade(alembic_config(conn), revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Outside the transaction (SQLite ignores it inside): with foreign keys on, a future
+            # batch migration that copies and drops a parent table would cascade-delete its children.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                if not sqlite:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+                command.upgrade(alembic_config(conn), revision)
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
 
 
 def open_engine(url: str, revision: str = "head", doing: str = "open") -> Engine:

@@ -17,6 +17,9 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through bot.store.migrate(url); offline (--sql) mode is not supported")
 
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True)
+# transactional_ddl: SQLite too, since bot.store.db emits BEGIN itself; a failed upgrade leaves nothing behind.
+context.configure(
+    connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True, transactional_ddl=True
+)
 with context.begin_transaction():
     context.run_migrations()
