@@ -1,4 +1,5 @@
-"""A small local HTTP server standing in for the Slack Web API, response_url and file upload URLs.
+"""A small local HTTP server standing in for the Slack Web API, response_url and file upload URLs,
+plus Slack's other side: the demo workspace's people and signed slash-command requests.
 
 Point `SLACK_API_URL` at `standin.api_url`; give slash commands `standin.response_url()`.
 Every request is recorded (method, path, headers, raw body, parsed payload). Answers are
@@ -9,6 +10,7 @@ a built-in Slack-like answer is given for the methods the bot uses.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import threading
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from slack_sdk.signature import SignatureVerifier
 
 BOT_USER_ID = "U0BOT0000"
 TEAM_ID = "T0TEST000"
@@ -269,3 +273,91 @@ class SlackStandIn:
             do_GET = do_POST = _handle
 
         return Handler
+
+
+# -- playing Slack's side: the demo workspace, signed requests -----------------------------------
+
+ADMIN = "U0ADMIN01"
+OTHER_ADMIN = "U0ADMIN02"
+NOBODY = "U0PLEB001"  # a Slack person with no IAM user and no admin role
+
+# Slack people of the demo account (bot.demo.DEMO_USERS): bob by his slack-user-id tag, erin by
+# her email tag, alice and ivan by name + EMAIL_DOMAIN.
+MEMBERS = [
+    person(ADMIN, "admin@example.com", "admin"),
+    person(OTHER_ADMIN, "admin2@example.com", "admin2"),
+    person(NOBODY, "pleb@example.com", "pleb"),
+    person("U0BOB0001", "robert@example.com", "bob"),
+    person("U0ERIN001", "erin@example.com", "erin"),
+    person("U0ALICE01", "alice@example.com", "alice"),
+    person("U0IVAN001", "ivan@example.com", "ivan"),
+    person("U0GONE001", "gone@example.com", "gone", deleted=True),
+    person("U0ROBOT01", "robot@example.com", "robot", is_bot=True),
+]
+
+
+def sign(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's request headers for `body`, signed with `secret` at `timestamp` (default: now)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body) or ""
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+    }
+
+
+def command_body(text: str, user_id: str, response_url: str, command: str = "/mfa-check") -> str:
+    """A slash command payload as Slack posts it (form-encoded)."""
+    return urllib.parse.urlencode(
+        {
+            "token": "deprecated-verification-token",
+            "team_id": "T0TEST000",
+            "team_domain": "test",
+            "channel_id": "C0CHAN001",
+            "channel_name": "general",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0APP0001",
+            "response_url": response_url,
+            "trigger_id": "1.2.3",
+        }
+    )
+
+
+@dataclass
+class HttpResult:
+    """What an HTTP request got back, and how long it took."""
+
+    status: int
+    body: bytes
+    seconds: float
+
+
+def post(url: str, path: str, body: str, headers: dict[str, str], timeout: float = 10.0) -> HttpResult:
+    """POST over a fresh connection; returns status, body and elapsed seconds."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        conn.request("POST", path, body=body.encode(), headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        return HttpResult(response.status, data, time.perf_counter() - started)
+    finally:
+        conn.close()
+
+
+def get(url: str, path: str, timeout: float = 5.0) -> HttpResult:
+    """GET over a fresh connection."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return HttpResult(response.status, response.read(), time.perf_counter() - started)
+    finally:
+        conn.close()

@@ -1,0 +1,221 @@
+"""The Bolt app factory (thin): dependencies in, a Bolt `App` with every listener registered out.
+
+Everything with side effects (the audit, the store, the Slack directory, the clock) is passed
+in through `Services`, so tests wire real objects to local servers and the scheduler can share
+the very same services.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.middleware import Middleware
+from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web import WebClient
+
+from bot.config import Config
+from bot.identity import IdentityChain, Roles, SlackDirectory
+from bot.models import AuditResult
+from bot.slack import make_web_client
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+LISTENER_THREADS = 32  # Bolt listeners only ack and hand work over: many at once, each brief
+JOB_THREADS = 8  # the work after the ack (audits, store writes, messages)
+SIGNATURE_MAX_AGE_SECONDS = 300
+
+
+def utc_now() -> datetime:
+    """The clock edge."""
+    return datetime.now(UTC)
+
+
+class SharedAudit:
+    """Run the audit once for everyone who asks while it runs (single flight).
+
+    Fifty admins typing `/mfa-check` in the same ten seconds cause one audit, not fifty.
+    `last` keeps the latest result (for "Auditing <account>…" and cheap lookups).
+    """
+
+    def __init__(self, audit: Callable[[], AuditResult]) -> None:
+        self._audit = audit
+        self._lock = threading.Lock()
+        self._running: Future[AuditResult] | None = None
+        self.last: AuditResult | None = None
+
+    def __call__(self) -> AuditResult:
+        with self._lock:
+            future = self._running
+            owner = future is None
+            if future is None:
+                future = self._running = Future()
+        if not owner:
+            return future.result()
+        try:
+            result = self._audit()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._running = None
+        self.last = result
+        future.set_result(result)
+        return result
+
+
+@dataclass
+class Services:
+    """What the listeners (and later the scheduler) need, passed in rather than looked up.
+
+    `audit` runs the audit over every configured account; `store` is the history (None: not
+    configured, then exempt/unexempt/link say so and change nothing); `digest` posts one digest
+    now (None until that feature exists).
+    """
+
+    audit: Callable[[], AuditResult]
+    roles: Roles
+    identity: IdentityChain
+    store: Store | None = None
+    clock: Callable[[], datetime] = utc_now
+    digest: Callable[[], Any] | None = None
+    jobs: Executor = field(default_factory=lambda: ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="mfa-job"))
+    shared_audit: SharedAudit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shared_audit = SharedAudit(self.audit)
+
+    def links(self) -> dict[str, str]:
+        """Stored IAM ARN -> Slack ID links (empty without a store)."""
+        return self.store.links() if self.store is not None else {}
+
+    def record(self, actor: str, action: str, target: str | None, detail: str | None, outcome: str = "ok") -> None:
+        """Write to the audit trail when there is a store; a failure is logged, never raised."""
+        if self.store is None:
+            logger.info("audit trail (no store configured): %s %s %s", actor, action, outcome)
+            return
+        try:
+            self.store.record_action(actor, action, target, detail, self.clock(), outcome=outcome)
+        except Exception:
+            logger.exception("could not write the audit trail entry %s/%s", action, outcome)
+
+
+def build_services(config: Config, client: WebClient, store: Store | None = None) -> Services:
+    """Production wiring: the real audit (with stored exemptions), Slack directory and roles."""
+    from bot import service
+
+    def audit() -> AuditResult:
+        now = utc_now()
+        exemptions = (
+            {arn: e.to_policy() for arn, e in store.active_exemptions(now).items()} if store is not None else None
+        )
+        return service.run_audit(config, now=now, exemptions=exemptions)
+
+    return Services(
+        audit=audit,
+        roles=Roles(config.admin_user_ids, client=client, usergroup=config.admin_usergroup),
+        identity=IdentityChain(
+            directory=SlackDirectory(client),
+            email_domain=config.email_domain,
+            tag_slack_user_id=config.tag_slack_user_id,
+            tag_email=config.tag_email,
+        ),
+        store=store,
+        digest=_digest_function(config),
+    )
+
+
+def _digest_function(config: Config) -> Callable[[], Any] | None:
+    """`bot.digest.post_digest_now(config)` once the digest exists, else None."""
+    try:
+        from bot.digest import post_digest_now  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return lambda: post_digest_now(config)
+
+
+class SignatureCheck(Middleware):
+    """Reject HTTP requests whose Slack signature is wrong or older than five minutes (401).
+
+    Bolt's own RequestVerification logs the rejected body; this one logs a line without it
+    (no body, no signature). Socket Mode requests come over an authenticated socket: skipped.
+    With no signing secret every HTTP request is refused (fail closed).
+    """
+
+    def __init__(self, signing_secret: str | None, clock: Callable[[], float] = time.time) -> None:
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._clock = clock
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:
+        if req.mode == "socket_mode":
+            return next()
+        timestamp = (req.headers.get("x-slack-request-timestamp") or [""])[0]
+        signature = (req.headers.get("x-slack-signature") or [""])[0]
+        if (
+            self._verifier is not None
+            and timestamp
+            and signature
+            and self._verifier.is_valid(req.raw_body, timestamp, signature)
+        ):
+            return next()
+        logger.warning("rejected a Slack request (401): %s, %d bytes", self._why(timestamp), len(req.raw_body or ""))
+        return BoltResponse(
+            status=401, body='{"error":"invalid request"}', headers={"content-type": "application/json"}
+        )
+
+    def _why(self, timestamp: str) -> str:
+        if self._verifier is None:
+            return "no signing secret configured"
+        try:
+            age = self._clock() - int(timestamp)
+        except ValueError:
+            return "missing or malformed timestamp"
+        if abs(age) > SIGNATURE_MAX_AGE_SECONDS:
+            return f"timestamp {int(age)} s off (replayed or clock skew)"
+        return "signature does not match"
+
+
+def create_app(
+    config: Config,
+    services: Services,
+    client: WebClient | None = None,
+    listener_threads: int = LISTENER_THREADS,
+) -> App:
+    """A Bolt App for `config` with the signature check and every listener module registered.
+
+    Calls auth.test once (fails fast on a bad token). Listeners find `services` in their
+    `context` (a global middleware puts it there).
+    """
+    from handlers import commands
+
+    client = client or make_web_client(config)
+    app = App(
+        name="mfa-bot",
+        client=client,
+        signing_secret=config.slack_signing_secret or "",
+        request_verification_enabled=False,  # replaced by SignatureCheck, which never logs bodies
+        before_authorize=SignatureCheck(config.slack_signing_secret),
+        listener_executor=ThreadPoolExecutor(listener_threads, thread_name_prefix="bolt-listener"),
+        logger=logging.getLogger("bot.bolt"),
+    )
+
+    @app.middleware
+    def inject_services(context: dict, next: Callable[[], Any]) -> Any:
+        context["services"] = services
+        context["config"] = config
+        return next()
+
+    commands.register(app)
+    return app

@@ -1,0 +1,267 @@
+"""`/mfa-check`: ack at once, then do the work on the job pool and answer through response_url.
+
+The listener only acks and hands over, so Slack's three seconds hold however long an audit
+takes and however many run. Every answer is ephemeral (visible to the caller only). A
+non-admin asking for an admin command is refused without naming any IAM user, and the refusal
+goes to the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web import WebClient
+
+from bot import commands as grammar
+from bot import messages
+from bot.app import Services
+from bot.identity import slack_user_exists, user_email
+from bot.models import AuditResult, UserFinding
+from bot.slack import Responder, make_responder
+
+logger = logging.getLogger(__name__)
+
+COMMAND = "/mfa-check"
+
+
+def register(app: App) -> None:
+    """Register the `/mfa-check` listener."""
+    app.command(COMMAND)(on_mfa_check)
+
+
+def on_mfa_check(ack: Ack, command: dict, respond: Respond, client: WebClient, context: dict, logger: Any) -> None:
+    """Ack within Slack's three seconds, then run the command on the job pool."""
+    ack()
+    try:
+        services: Services = context["services"]
+        responder = make_responder(respond.response_url) if respond.response_url else _no_response_url
+        services.jobs.submit(_run_logged, services, client, dict(command), responder)
+    except Exception:
+        logger.exception("could not start /mfa-check")
+
+
+def _no_response_url(**message: Any) -> None:
+    logger.warning("no response_url in the command payload: the answer cannot be delivered")
+
+
+def _run_logged(services: Services, client: WebClient, payload: Mapping[str, Any], respond: Responder) -> None:
+    try:
+        run_command(services, client, payload, respond)
+    except Exception:
+        logger.exception("/mfa-check failed")
+        try:
+            _answer(respond, messages.text_message(":warning: Something went wrong; the error is in the bot's log."))
+        except Exception:
+            logger.exception("could not tell the caller that /mfa-check failed")
+
+
+def _answer(respond: Responder, message: messages.Message, replace: bool = False) -> None:
+    respond(
+        text=message.text,
+        blocks=message.blocks,
+        response_type="ephemeral",
+        replace_original=True if replace else None,
+    )
+
+
+def run_command(services: Services, client: WebClient, payload: Mapping[str, Any], respond: Responder) -> None:
+    """Parse, check the role, do it, answer (ephemeral). Pure logic lives in bot.commands/bot.messages."""
+    caller = str(payload.get("user_id") or "")
+    command = grammar.parse(payload.get("text"))
+    is_admin = bool(caller) and services.roles.is_admin(caller)
+    if isinstance(command, grammar.Usage):
+        _answer(respond, messages.usage_for(command, is_admin))
+        return
+    if isinstance(command, grammar.Help):
+        _answer(respond, messages.usage_message(is_admin))
+        return
+    if grammar.requires_admin(command) and not is_admin:
+        detail = messages.truncate(str(payload.get("text") or ""), 200)
+        services.record(caller or "unknown", f"refused:{command.verb}", None, detail, outcome="refused")
+        _answer(respond, messages.refusal_message())
+        return
+    if isinstance(command, grammar.Me):
+        _me(services, client, caller, respond)
+    elif isinstance(command, grammar.Audit):
+        _audit(services, client, caller, respond)
+    elif isinstance(command, grammar.UserDetail):
+        _user(services, command, respond)
+    elif isinstance(command, grammar.Exempt):
+        _exempt(services, caller, command, respond)
+    elif isinstance(command, grammar.Unexempt):
+        _unexempt(services, caller, command, respond)
+    elif isinstance(command, grammar.Link):
+        _link(services, client, caller, command, respond)
+    elif isinstance(command, grammar.Nudge):
+        _answer(respond, messages.text_message("Nudges from `/mfa-check` are not available yet: nothing was sent."))
+    elif isinstance(command, grammar.Digest):
+        _digest(services, caller, respond)
+
+
+def _auditing(services: Services, respond: Responder) -> AuditResult:
+    """Say "Auditing <account>…", then run (or join) the audit."""
+    last = services.shared_audit.last
+    where = ", ".join(a.label for a in last.accounts) if last and last.accounts else "the AWS account"
+    _answer(respond, messages.text_message(f":hourglass_flowing_sand: Auditing {messages.escape(where)}…"))
+    return services.shared_audit()
+
+
+def _annotated(services: Services, result: AuditResult) -> AuditResult:
+    return services.identity.annotate(result, services.links())
+
+
+def _audit(services: Services, client: WebClient, caller: str, respond: Responder) -> None:
+    result = _annotated(services, _auditing(services, respond))
+    message = messages.audit_message(result)
+    _answer(respond, message, replace=True)
+    if message.file is not None:
+        _send_file(client, caller, message.file, respond)
+
+
+def _send_file(client: WebClient, caller: str, file: messages.CsvFile, respond: Responder) -> None:
+    """Upload the CSV to the caller's DM with the bot; say so if it cannot go."""
+    try:
+        channel = client.conversations_open(users=caller)["channel"]["id"]
+        client.files_upload_v2(
+            channel=channel,
+            content=file.content,
+            filename=file.filename,
+            title=file.title,
+            initial_comment=f"The whole MFA audit list: {file.rows} rows.",
+        )
+    except (SlackApiError, SlackClientError, OSError) as exc:
+        error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        logger.warning("could not upload %s: %s", file.filename, error)
+        _answer(
+            respond,
+            messages.text_message(
+                f":warning: The CSV file with the whole list could not be sent ({messages.escape(error)}). "
+                "Run `python -m bot check --json` for the full list."
+            ),
+        )
+
+
+def _me(services: Services, client: WebClient, caller: str, respond: Responder) -> None:
+    result = _auditing(services, respond)
+    links = services.links()
+    own = services.identity.own_findings(result, caller, user_email(client, caller), links)
+    own = [u if u.slack_user_id else _with_person(u, caller) for u in own]
+    message = messages.personal_message(own, result) if own else messages.not_found_message(result, caller)
+    _answer(respond, message, replace=True)
+
+
+def _with_person(user: UserFinding, slack_user_id: str) -> UserFinding:
+    from dataclasses import replace
+
+    return replace(user, slack_user_id=slack_user_id)
+
+
+def _matches(result: AuditResult, ref: grammar.UserRef) -> list[UserFinding]:
+    """Users named `ref` (IAM names are case-insensitive), in its account when qualified."""
+    name = ref.name.lower()
+    return [
+        u
+        for a in result.accounts
+        if ref.account_id is None or a.account_id == ref.account_id
+        for u in a.users
+        if u.user_name.lower() == name
+    ]
+
+
+def _one_user(result: AuditResult, ref: grammar.UserRef, respond: Responder) -> UserFinding | None:
+    """The single user `ref` names, or None after answering why not (nothing changed)."""
+    found = _matches(result, ref)
+    if not found:
+        failed = f" ({len(result.errors)} account(s) could not be read)" if result.errors else ""
+        text = f"No IAM user {messages.code(str(ref))} in the audited accounts{failed}. Nothing changed."
+        _answer(respond, messages.text_message(text), replace=True)
+        return None
+    if len(found) > 1:
+        where = ", ".join(f"`{u.account_id}/{u.user_name}`" for u in found)
+        text = f"{messages.code(ref.name)} exists in several accounts: name one of {where}. Nothing changed."
+        _answer(respond, messages.text_message(text), replace=True)
+        return None
+    return found[0]
+
+
+def _user(services: Services, command: grammar.UserDetail, respond: Responder) -> None:
+    result = _annotated(services, _auditing(services, respond))
+    found = _matches(result, command.user)
+    if not found:
+        _one_user(result, command.user, respond)
+        return
+    _answer(respond, messages.user_detail_message(found, result), replace=True)
+
+
+def _no_store(respond: Responder) -> None:
+    _answer(respond, messages.text_message("The store (DATABASE_URL) is not configured: nothing changed."))
+
+
+def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: Responder) -> None:
+    if services.store is None:
+        _no_store(respond)
+        return
+    user = _one_user(_auditing(services, respond), command.user, respond)
+    if user is None:
+        return
+    now = services.clock()
+    until = now + timedelta(days=command.days)
+    services.store.grant_exemption(user.arn, user.account_id, user.user_name, command.reason, until, caller, now)
+    services.record(caller, "exempt", user.arn, f"{command.days}d: {command.reason}")
+    text = (
+        f":large_yellow_circle: {messages.code(user.user_name)} ({user.account_id}) is exempt until "
+        f"{until:%Y-%m-%d %H:%M} UTC, granted by <@{caller}>: {messages.escape(command.reason)}"
+    )
+    _answer(respond, messages.text_message(text), replace=True)
+
+
+def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respond: Responder) -> None:
+    if services.store is None:
+        _no_store(respond)
+        return
+    user = _one_user(_auditing(services, respond), command.user, respond)
+    if user is None:
+        return
+    ended = services.store.revoke_exemption(user.arn, caller, services.clock())
+    services.record(caller, "unexempt", user.arn, None, outcome="ok" if ended else "noop")
+    text = (
+        f"The exemption of {messages.code(user.user_name)} ({user.account_id}) has ended."
+        if ended
+        else f"{messages.code(user.user_name)} ({user.account_id}) had no exemption from Slack: nothing changed."
+    )
+    _answer(respond, messages.text_message(text), replace=True)
+
+
+def _link(services: Services, client: WebClient, caller: str, command: grammar.Link, respond: Responder) -> None:
+    if services.store is None:
+        _no_store(respond)
+        return
+    if slack_user_exists(client, command.slack_user_id) is False:
+        _answer(
+            respond, messages.text_message(f"There is no Slack person <@{command.slack_user_id}>: nothing changed.")
+        )
+        return
+    user = _one_user(_auditing(services, respond), command.user, respond)
+    if user is None:
+        return
+    services.store.set_link(user.arn, command.slack_user_id, caller, services.clock())
+    services.record(caller, "link", user.arn, command.slack_user_id)
+    text = f":link: {messages.code(user.user_name)} ({user.account_id}) is now linked to <@{command.slack_user_id}>."
+    _answer(respond, messages.text_message(text), replace=True)
+
+
+def _digest(services: Services, caller: str, respond: Responder) -> None:
+    if services.digest is None:
+        _answer(respond, messages.text_message("The digest is not available yet in this version: nothing was posted."))
+        return
+    _answer(respond, messages.text_message(":hourglass_flowing_sand: Posting the digest…"))
+    outcome = services.digest()
+    ok = outcome in (0, None, True)
+    services.record(caller, "digest", None, None, outcome="ok" if ok else "failed")
+    text = "The digest was posted." if ok else ":warning: The digest could not be posted; see the bot's log."
+    _answer(respond, messages.text_message(text), replace=True)

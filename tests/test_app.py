@@ -1,0 +1,362 @@
+"""/mfa-check end to end over real sockets: signed HTTP requests to the real WSGI app, answers through
+the Slack stand-in (Web API + response_url), IAM from moto's server seeded with the demo account,
+a SQLite store. Socket Mode: the same command dispatched through Bolt without HTTP.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+from slack_bolt.request import BoltRequest
+
+from bot.app import Services, create_app
+from bot.config import Config
+from bot.demo import DEMO_USERS
+from bot.identity import IdentityChain, Roles, SlackDirectory
+from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
+from bot.slack import make_web_client
+from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, command_body, get, post, sign
+
+if TYPE_CHECKING:
+    from tests.fixtures_slack import ServedApp
+
+pytest_plugins = ["tests.fixtures_slack"]  # until tests/conftest.py lists it
+
+IAM_NAMES = [name for name, *_ in DEMO_USERS]
+ACCOUNT_RE = re.compile(r"\d{12}")
+
+
+def final_blocks_text(payload: dict) -> str:
+    return json.dumps(payload.get("blocks", []), ensure_ascii=False) + payload.get("text", "")
+
+
+def assert_ephemeral(payloads: list[dict]) -> None:
+    assert payloads and all(p.get("response_type") == "ephemeral" for p in payloads)
+
+
+# -- the full audit -------------------------------------------------------------------------------
+
+
+def test_admin_audit_is_acked_then_replaced_by_the_result(served_app: ServedApp) -> None:
+    ack, url = served_app.command("")
+    assert ack.status == 200 and ack.seconds < 1.0
+    final = served_app.final(url)
+    payloads = served_app.answers(url, 2)
+    assert_ephemeral(payloads)
+    assert payloads[0]["text"].startswith(":hourglass_flowing_sand: Auditing")
+    assert final["replace_original"] is True
+    text = final_blocks_text(final)
+    assert "acme-demo" in text and "*Violations:* 3" in text and "*Exempt:* 1" in text
+    # violation rows name the Slack person found by the chain, or say none was found
+    assert "`bob` · " in text and "<@U0BOB0001>" in text  # slack-user-id tag
+    assert "<@U0ERIN001>" in text  # email tag
+    assert "<@U0IVAN001>" in text  # ivan + EMAIL_DOMAIN
+    assert "break-glass account" in text  # heidi's exemption reason
+    assert not served_app.standin.calls("files.getUploadURLExternal")  # everything fit
+    assert not served_app.standin.calls("users.lookupByEmail")
+
+
+def test_a_second_audit_names_the_account_while_it_runs(served_app: ServedApp) -> None:
+    _, first = served_app.command("")
+    served_app.final(first)
+    _, second = served_app.command("")
+    assert "Auditing acme-demo (" in served_app.answers(second, 1)[0]["text"]
+
+
+# -- roles ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "user bob", "exempt bob 30d on leave", "unexempt heidi", "link bob <@U0PLEB001>", "nudge all", "digest"],
+)
+def test_non_admin_is_refused_without_any_iam_name(served_app: ServedApp, text: str) -> None:
+    ack, url = served_app.command(text, user_id=NOBODY)
+    assert ack.status == 200
+    (answer,) = served_app.answers(url, 1)
+    time.sleep(0.3)  # nothing else may follow
+    assert_ephemeral(served_app.answers(url, 1))
+    assert "Only MFA-bot admins" in answer["text"] + final_blocks_text(answer)
+    received = [ack.body.decode()] + [r.text for r in served_app.standin.requests]
+    for body in received:
+        for name in IAM_NAMES:
+            assert not re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", body), (name, body)
+        assert not ACCOUNT_RE.search(body)
+    store = served_app.services.store
+    assert store is not None
+    (refusal,) = store.actions(action=f"refused:{text.split()[0] if text else 'audit'}")
+    assert refusal.actor == NOBODY and refusal.outcome == "refused"
+    assert not store.active_exemptions(datetime.now(UTC)) and not store.links()
+
+
+def test_admin_usergroup_members_are_admins(slack_config: Config, slack_standin: SlackStandIn) -> None:
+    slack_standin.add_usergroup("S0SECOPS1", "secops", [NOBODY])
+    client = make_web_client(slack_config)
+    roles = Roles(slack_config.admin_user_ids, client=client, usergroup="S0SECOPS1")
+    assert roles.is_admin(NOBODY)
+    assert slack_standin.calls("usergroups.users.list")[0].payload["usergroup"] == "S0SECOPS1"
+
+
+def test_help_and_usage_for_anyone(served_app: ServedApp) -> None:
+    _, url = served_app.command("help", user_id=NOBODY)
+    text = final_blocks_text(served_app.answers(url)[0])
+    assert "/mfa-check me" in text and "exempt" not in text
+    _, url = served_app.command("help")
+    assert "exempt NAME DAYSd REASON" in final_blocks_text(served_app.answers(url)[0])
+
+
+# -- me -------------------------------------------------------------------------------------------
+
+
+def test_me_for_a_violator_found_by_slack_id_tag(served_app: ServedApp) -> None:
+    _, url = served_app.command("me", user_id="U0BOB0001")
+    text = final_blocks_text(served_app.final(url))
+    assert "`bob`" in text and "without MFA" in text
+    assert "aws iam create-virtual-mfa-device --virtual-mfa-device-name bob" in text
+    assert "aws iam enable-mfa-device --user-name bob" in text and "aws iam list-mfa-devices --user-name bob" in text
+    assert "Security credentials" in text
+    for other in set(IAM_NAMES) - {"bob"}:
+        assert f"`{other}`" not in text
+
+
+def test_me_found_by_email_tag(served_app: ServedApp) -> None:
+    _, url = served_app.command("me", user_id="U0ERIN001")
+    text = final_blocks_text(served_app.final(url))
+    assert "`erin`" in text and "create-virtual-mfa-device" in text
+    assert served_app.standin.calls("users.info")[-1].payload["user"] == "U0ERIN001"
+
+
+def test_me_compliant_user_found_by_name_and_email_domain(served_app: ServedApp) -> None:
+    _, url = served_app.command("me", user_id="U0ALICE01")
+    text = final_blocks_text(served_app.final(url))
+    assert "`alice`" in text and "MFA on" in text and "create-virtual-mfa-device" not in text
+
+
+def test_me_without_an_iam_user_says_how_to_get_linked(served_app: ServedApp) -> None:
+    _, url = served_app.command("me", user_id=NOBODY)
+    text = final_blocks_text(served_app.final(url))
+    assert "found no IAM user" in text and "/mfa-check link NAME @you" in text
+    for name in IAM_NAMES:
+        assert f"`{name}`" not in text
+
+
+# -- user, exempt, unexempt, link -------------------------------------------------------------------
+
+
+def test_user_detail_is_case_insensitive(served_app: ServedApp) -> None:
+    _, url = served_app.command("user BOB")
+    text = final_blocks_text(served_app.final(url))
+    assert "`bob`" in text and "without MFA" in text and "<@U0BOB0001>" in text and ":user/bob" in text
+
+
+def test_unknown_user_is_one_line_and_changes_nothing(served_app: ServedApp) -> None:
+    store = served_app.services.store
+    assert store is not None
+    for text in ["user nosuch", "exempt nosuch 30d reason", "unexempt nosuch", "link nosuch <@U0ERIN001>"]:
+        _, url = served_app.command(text)
+        final = served_app.final(url)
+        assert final["text"].startswith("No IAM user `nosuch`") and final["text"].count("\n") == 0
+    assert not store.active_exemptions(datetime.now(UTC)) and not store.links()
+    assert not [a for a in store.actions() if a.outcome == "ok"]
+
+
+def test_exempt_is_recorded_and_the_next_audit_shows_it(served_app: ServedApp) -> None:
+    store = served_app.services.store
+    assert store is not None
+    _, url = served_app.command("exempt bob 30d waiting for a YubiKey &amp; a laptop")
+    final = served_app.final(url)
+    assert "exempt until" in final["text"] and "waiting for a YubiKey &amp; a laptop" in final["text"]
+    (exemption,) = store.active_exemptions(datetime.now(UTC)).values()
+    assert exemption.user_name == "bob" and exemption.granted_by == ADMIN
+    assert exemption.reason == "waiting for a YubiKey & a laptop"
+    assert 29 <= (exemption.until - datetime.now(UTC)).days <= 30
+    (action,) = store.actions(action="exempt")
+    assert action.actor == ADMIN and action.target == exemption.arn
+    _, url = served_app.command("")
+    text = final_blocks_text(served_app.final(url))
+    assert "*Violations:* 2" in text and "*Exempt:* 2" in text
+
+    _, url = served_app.command("unexempt bob")
+    assert "has ended" in served_app.final(url)["text"]
+    assert not store.active_exemptions(datetime.now(UTC))
+    _, url = served_app.command("unexempt bob")
+    assert "nothing changed" in served_app.final(url)["text"]
+
+
+def test_link_then_me_finds_the_linked_user(served_app: ServedApp) -> None:
+    store = served_app.services.store
+    assert store is not None
+    _, url = served_app.command("link frank <@U0ALICE01|alice>")
+    assert "linked to <@U0ALICE01>" in served_app.final(url)["text"]
+    assert list(store.links().values()) == ["U0ALICE01"]
+    assert store.actions(action="link")[0].detail == "U0ALICE01"
+    _, url = served_app.command("me", user_id="U0ALICE01")
+    text = final_blocks_text(served_app.final(url))
+    assert "`alice`" in text and "`frank`" in text
+    # a bare ID works too; an unknown person changes nothing
+    _, url = served_app.command("link carol U0ERIN001")
+    assert "linked to <@U0ERIN001>" in served_app.final(url)["text"]
+    _, url = served_app.command("link dave <@U0NOPE001>")
+    assert "no Slack person" in served_app.final(url)["text"]
+    assert len(store.links()) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 5000,
+        ":tada:",
+        "🙂 🙂",
+        "frobnicate",
+        "user",
+        "exempt bob",
+        "exempt bob 0d x",
+        "exempt bob 366d x",
+        "link bob",
+        "link bob @bob",
+        "me too",
+    ],
+)
+def test_unparsable_text_gets_usage_and_changes_nothing(served_app: ServedApp, text: str) -> None:
+    ack, url = served_app.command(text)
+    assert ack.status == 200
+    (answer,) = served_app.answers(url)
+    assert "*Usage*" in final_blocks_text(answer)
+    store = served_app.services.store
+    assert store is not None
+    assert not store.actions() and not store.links() and not store.active_exemptions(datetime.now(UTC))
+
+
+def test_nudge_and_digest_say_they_are_not_available_yet(served_app: ServedApp) -> None:
+    for text in ["nudge bob", "nudge all"]:
+        _, url = served_app.command(text)
+        assert "not available yet" in served_app.answers(url)[0]["text"]
+    assert not served_app.standin.calls("chat.postMessage")
+    if importlib.util.find_spec("bot.digest") is None:
+        _, url = served_app.command("digest")
+        assert "not available yet" in served_app.answers(url)[0]["text"]
+
+
+# -- signatures, health ---------------------------------------------------------------------------
+
+
+def test_forged_and_replayed_requests_get_401_and_their_body_is_not_logged(
+    served_app: ServedApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = served_app.standin.response_url("forged")
+    body = command_body("exempt bob 365d SECRET-MARKER", ADMIN, url)
+    secret = served_app.config.slack_signing_secret or ""
+    forged = post(served_app.url, "/slack/events", body, sign(body, "not-the-secret"))
+    replayed = post(served_app.url, "/slack/events", body, sign(body, secret, timestamp=int(time.time()) - 301))
+    unsigned = post(served_app.url, "/slack/events", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    tampered_headers = sign(body, secret)
+    tampered = post(served_app.url, "/slack/events", body.replace("365d", "300d"), tampered_headers)
+    assert [r.status for r in (forged, replayed, unsigned, tampered)] == [401, 401, 401, 401]
+    time.sleep(0.2)
+    assert not served_app.standin.posts_to(url)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "rejected a Slack request (401)" in logged and "replayed" in logged
+    assert "SECRET-MARKER" not in logged and "exempt" not in logged
+    assert served_app.services.store is not None and not served_app.services.store.actions()
+
+
+def test_health_and_unknown_paths(served_app: ServedApp) -> None:
+    assert get(served_app.url, "/healthz").status == 200
+    assert get(served_app.url, "/slack/events").status == 404
+    assert get(served_app.url, "/nope").status == 404
+
+
+# -- 300 violations -------------------------------------------------------------------------------
+
+
+def big_result(n: int) -> AuditResult:
+    now = datetime.now(UTC)
+    users = [
+        UserFinding(
+            account_id="123456789012",
+            user_name=f"user-{i:04d}",
+            arn=f"arn:aws:iam::123456789012:user/user-{i:04d}",
+            console_access=True,
+            mfa_devices=(),
+            status="violation",
+            reason="console password, no MFA device",
+        )
+        for i in range(n)
+    ]
+    account = AccountFindings("123456789012", "big", None, now, RootStatus(True, True), users)
+    return AuditResult(generated_at=now, accounts=[account])
+
+
+@pytest.fixture
+def big_app(slack_config: Config, serve_app: Callable[[Services], ServedApp]) -> ServedApp:
+    client = make_web_client(slack_config)
+    services = Services(
+        audit=lambda: big_result(300),
+        roles=Roles(slack_config.admin_user_ids),
+        identity=IdentityChain(SlackDirectory(client), email_domain="example.com"),
+    )
+    return serve_app(services)
+
+
+def test_300_violations_fit_slack_and_the_rest_arrives_as_a_csv(big_app: ServedApp) -> None:
+    from slack_sdk.models.blocks import Block
+
+    _, url = big_app.command("")
+    final = big_app.final(url)
+    blocks = final["blocks"]
+    assert len(blocks) <= 50
+    for raw in blocks:
+        Block.parse(raw).validate_json()
+        if raw["type"] == "section" and "text" in raw:
+            assert len(raw["text"]["text"]) <= 3000
+    text = final_blocks_text(final)
+    assert "*Violations:* 300" in text
+    shown = set(re.findall(r"• `(user-\d{4})`", text))
+    more = int(re.search(r"…and (\d+) more \(", text).group(1))
+    assert len(shown) + more == 300
+
+    standin = big_app.standin
+    standin.wait_for(lambda: standin.calls("files.completeUploadExternal"), 10)
+    (opened,) = standin.calls("conversations.open")
+    assert opened.payload["users"] == ADMIN
+    (asked,) = standin.calls("files.getUploadURLExternal")
+    (completed,) = standin.calls("files.completeUploadExternal")
+    file_id = json.loads(completed.payload["files"])[0]["id"]
+    assert completed.payload["channel_id"] == "D0ADMIN01"
+    uploaded = standin.uploads[file_id].decode()
+    assert int(asked.payload["length"]) == len(standin.uploads[file_id])
+    rows = list(csv.DictReader(io.StringIO(uploaded)))
+    assert len(rows) == 300 and {r["status"] for r in rows} == {"violation"}
+    assert shown <= {r["user_name"] for r in rows}  # header 300 == distinct rows across message and file
+
+
+# -- Socket Mode ----------------------------------------------------------------------------------
+
+
+def test_socket_mode_dispatches_the_same_command_without_http(served_app: ServedApp) -> None:
+    from dataclasses import replace
+
+    config = replace(served_app.config, slack_app_token="xapp-test", slack_signing_secret=None)
+    client = make_web_client(config)
+    app = create_app(config, served_app.services, client)
+    url = served_app.standin.response_url("socket")
+    body = dict(urllib.parse.parse_qsl(command_body("me", "U0BOB0001", url)))
+    started = time.perf_counter()
+    response = app.dispatch(BoltRequest(body=body, mode="socket_mode"))
+    assert response.status == 200 and time.perf_counter() - started < 1.0
+    text = final_blocks_text(served_app.final(url))
+    assert "`bob`" in text and "create-virtual-mfa-device" in text
+    # the same body over HTTP without a signature is refused
+    assert app.dispatch(BoltRequest(body=command_body("me", "U0BOB0001", url))).status == 401
