@@ -8,6 +8,7 @@ user (GetLoginProfile, ListMFADevices, ListUserTags), whatever N is.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -254,25 +255,19 @@ def collect_account(
     return facts
 
 
-def assume_role_session(
-    base: boto3.session.Session,
-    role_arn: str,
-    external_id: str | None,
-    endpoint_url: str | None,
-    session_name: str = "mfa-bot-audit",
-) -> boto3.session.Session:
-    """A session holding the assumed role's temporary credentials (one STS AssumeRole call)."""
-    _, sts = clients_for(base, endpoint_url, 1)
+def assume_role(
+    sts: Any, role_arn: str, external_id: str | None, session_name: str = "mfa-bot-audit"
+) -> dict[str, str]:
+    """Temporary credentials of the role (one STS AssumeRole call), as client keyword arguments."""
     kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name}
     if external_id:
         kwargs["ExternalId"] = external_id
     creds = sts.assume_role(**kwargs)["Credentials"]
-    return boto3.session.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name=base.region_name,
-    )
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
 
 
 def organization_accounts(session: boto3.session.Session, endpoint_url: str | None) -> list[tuple[str, str]]:
@@ -293,11 +288,23 @@ def organization_accounts(session: boto3.session.Session, endpoint_url: str | No
     return accounts
 
 
-def clients_for(session: boto3.session.Session, endpoint_url: str | None, concurrency: int) -> tuple[Any, Any]:
-    """(iam, sts) clients sharing one botocore config; AWS_ENDPOINT_URL is honoured by boto3 itself."""
-    config = boto_config(concurrency)
-    kwargs: dict[str, Any] = {"config": config}
+_CLIENT_LOCK = threading.Lock()
+
+
+def clients_for(
+    session: boto3.session.Session,
+    endpoint_url: str | None,
+    concurrency: int,
+    credentials: dict[str, str] | None = None,
+) -> tuple[Any, Any]:
+    """(iam, sts) clients from one shared session (its service models load once).
+
+    `credentials` (from assume_role) override the session's own. Clients are thread-safe;
+    creating them from one session is not, hence the lock.
+    """
+    kwargs: dict[str, Any] = {"config": boto_config(concurrency), **(credentials or {})}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     region = session.region_name or "us-east-1"
-    return session.client("iam", region_name=region, **kwargs), session.client("sts", region_name=region, **kwargs)
+    with _CLIENT_LOCK:
+        return session.client("iam", region_name=region, **kwargs), session.client("sts", region_name=region, **kwargs)

@@ -103,10 +103,10 @@ def audit_target(
 ) -> AccountFindings:
     """Audit one account; any failure (AssumeRole denied included) comes back as its error."""
     try:
-        session = base
+        iam, sts = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency)
         if target.role_arn:
-            session = aws.assume_role_session(base, target.role_arn, config.aws_external_id, config.aws_endpoint_url)
-        iam, _ = aws.clients_for(session, config.aws_endpoint_url, config.live_check_concurrency)
+            credentials = aws.assume_role(sts, target.role_arn, config.aws_external_id)
+            iam, _ = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency, credentials)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)

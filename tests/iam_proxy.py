@@ -148,9 +148,23 @@ class IamProxy:
             def log_message(self, *args: object) -> None:  # keep test output clean
                 return
 
+            def _reply(self, status: int, data: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if self.path.startswith("/__proxy__/"):
+                    if self.path == "/__proxy__/reset":
+                        proxy.reset_counts()
+                    stats = {"calls": dict(proxy.calls), "max_in_flight": proxy.max_in_flight,
+                             "max_keys_in_flight": proxy.max_keys_in_flight}  # fmt: skip
+                    self._reply(200, json.dumps(stats).encode())
+                    return
                 action = action_of(body, self.headers)
                 key = access_key_of(self.headers)
                 with proxy._lock:
@@ -185,3 +199,27 @@ class IamProxy:
             do_POST = do_GET = _handle
 
         return Handler
+
+
+def _serve_forever() -> None:
+    """`python -m tests.iam_proxy --delay-ms 100`: moto's server and this proxy in their own process.
+
+    Prints `moto=URL proxy=URL` on one line; GET /__proxy__/stats on the proxy returns its counts
+    as JSON and POST /__proxy__/reset clears them. Benchmarks use it so that the AWS stand-in
+    does not share the bot's interpreter (and its GIL).
+    """
+    import argparse
+    import signal
+
+    from bot.demo import local_iam_server
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    with local_iam_server() as moto_url, IamProxy(moto_url, delay_seconds=args.delay_ms / 1000) as proxy:
+        print(f"moto={moto_url} proxy={proxy.url}", flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    _serve_forever()
