@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     command = args.command or "serve"
+    from bot.store import StoreError
+
     try:
         if command == "check":
             return cmd_check(config, args.json, args.demo)
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.digest import post_digest_now
 
             return post_digest_now(config)
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -109,3 +109,15 @@ def test_environment_wins_over_dotenv(tmp_path):
     assert "0 violation" in done.stdout and "3 grace" in done.stdout
     only_dotenv = run_bot("check", "--demo", cwd=tmp_path)
     assert only_dotenv.returncode == 2 and "GRACE_PERIOD_DAYS" in only_dotenv.stderr
+
+
+def test_migrate_creates_the_schema_and_a_bad_database_is_one_line(tmp_path):
+    done = run_bot("migrate", env={"DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "bot.db").exists()
+    unreachable = "postgresql://mfa:hunter2@127.0.0.1:1/mfa"
+    done = run_bot("migrate", env={"DATABASE_URL": unreachable}, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DATABASE_URL" in lines[0] and "***" in lines[0], done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
