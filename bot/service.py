@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import audit, aws
 from bot.config import Config
-from bot.models import AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus
+from bot.models import STATUSES, AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 logger = logging.getLogger(__name__)
 UNKNOWN_ACCOUNT = "unknown"
@@ -172,3 +176,33 @@ def run_audit(
         accounts = [a for a in accounts if _matches(a, only)]
     accounts.sort(key=lambda a: (a.error is None, a.label.lower()))
     return AuditResult(generated_at=now, accounts=accounts, peak_accounts_in_flight=in_flight.peak)
+
+
+def record_result(store: Store, result: AuditResult, started_at: datetime, finished_at: datetime) -> None:
+    """Write each account's scan to the store and move its violation episodes.
+
+    A failed account gets its scan row (with the error) but never touches its episodes:
+    an audit that could not read an account must not mark anyone fixed.
+    """
+    for account in result.accounts:
+        counts = {status: len(account.by_status(status)) for status in STATUSES}
+        store.record_scan(account.account_id, started_at, finished_at, counts, account.error)
+        if account.error is None:
+            violating = [(u.arn, u.user_name) for u in account.by_status("violation")]
+            store.sync_episodes(account.account_id, violating, finished_at)
+
+
+def run_recorded_audit(
+    config: Config,
+    store: Store | None,
+    session: boto3.session.Session | None = None,
+    only: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> AuditResult:
+    """The audit as the bot runs it: stored exemptions honoured, the result recorded as history."""
+    started = clock()
+    exemptions = {arn: e.to_policy() for arn, e in store.active_exemptions(started).items()} if store else None
+    result = run_audit(config, session=session, now=started, exemptions=exemptions, only=only)
+    if store is not None:
+        record_result(store, result, started, clock())
+    return result
