@@ -43,26 +43,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check(config: Config, as_json: bool, demo: bool) -> int:
-    """Run the audit once and print it; the exit code says clean, violations or error."""
+    """Run the audit once and print it; the exit code says clean, violations or error.
+
+    The store supplies exemptions granted from Slack and links, and keeps the scan as history;
+    `--demo` uses no store at all. With a Slack token, each user's Slack person is resolved.
+    """
     from bot import report, service
 
     if demo:
         from bot.demo import demo_environment
 
         with demo_environment() as endpoint:
-            result = service.run_audit(dataclasses.replace(config, aws_endpoint_url=endpoint))
+            result = service.run_recorded_audit(dataclasses.replace(config, aws_endpoint_url=endpoint), None)
+        links: dict[str, str] = {}
     else:
-        result = service.run_audit(config)
+        from bot.store import Store
+
+        with Store.open(config.database_url) as store:
+            result = service.run_recorded_audit(config, store)
+            links = store.links()
+    if config.slack_bot_token and not demo:
+        from slack_sdk.errors import SlackApiError, SlackRequestError
+
+        try:
+            result = slack_identities(config).annotate(result, links)
+        except (SlackApiError, SlackRequestError, OSError) as exc:
+            reason = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            print(f"warning: Slack people not resolved ({reason}); slack_user_id left empty", file=sys.stderr)
     print(report.to_json(result) if as_json else report.to_text(result))
     for account in result.errors:
         print(f"error: account {account.label}: {account.error}", file=sys.stderr)
     return report.exit_code(result)
 
 
+def slack_identities(config: Config):  # -> bot.identity.IdentityChain
+    """The identity chain over one cached Slack directory (users.list)."""
+    from bot.identity import IdentityChain, SlackDirectory
+    from bot.slack import make_web_client
+
+    return IdentityChain(
+        directory=SlackDirectory(make_web_client(config)),
+        email_domain=config.email_domain,
+        tag_slack_user_id=config.tag_slack_user_id,
+        tag_email=config.tag_email,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)
     # .env fills in what the environment lacks, for boto3's own chain (AWS_PROFILE, ...) too.
     load_dotenv(Path.cwd() / ".env", override=False)
     try:
@@ -72,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     command = args.command or "serve"
+    # `check` speaks through its report and one error line per account; the bot logs.
+    level = logging.ERROR if command == "check" else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "alembic"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     from bot.store import StoreError
 
     try:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,9 @@ def run_bot(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         PYTHONPATH=str(ROOT),
     )
     base.update(env or {})
+    cwd = cwd or Path(tempfile.mkdtemp(prefix="mfa-bot-cli-"))  # the default SQLite store lands here
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=base, cwd=cwd or ROOT, timeout=120
+        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=base, cwd=cwd, timeout=120
     )
 
 
