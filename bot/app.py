@@ -45,18 +45,29 @@ def utc_now() -> datetime:
 class SharedAudit:
     """Run the audit once for everyone who asks while it runs (single flight).
 
-    Fifty admins typing `/mfa-check` in the same ten seconds cause one audit, not fifty.
-    `last` keeps the latest result (for "Auditing <account>…" and cheap lookups).
+    Fifty admins typing `/mfa-check` in the same ten seconds cause one audit, not fifty. A
+    request that was made while an audit ran (`asked_at`, on the monotonic clock) is answered
+    by that audit even if its job starts only after the audit ended (the job pool queues), so
+    queued requests do not start audits of their own. `last` keeps the latest result.
     """
 
-    def __init__(self, audit: Callable[[], AuditResult]) -> None:
+    def __init__(self, audit: Callable[[], AuditResult], clock: Callable[[], float] = time.monotonic) -> None:
         self._audit = audit
+        self._clock = clock
         self._lock = threading.Lock()
         self._running: Future[AuditResult] | None = None
+        self._finished_at: float | None = None
         self.last: AuditResult | None = None
 
-    def __call__(self) -> AuditResult:
+    def __call__(self, asked_at: float | None = None) -> AuditResult:
         with self._lock:
+            if (
+                asked_at is not None
+                and self.last is not None
+                and self._finished_at is not None
+                and self._finished_at >= asked_at
+            ):
+                return self.last
             future = self._running
             owner = future is None
             if future is None:
@@ -66,12 +77,12 @@ class SharedAudit:
         try:
             result = self._audit()
         except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        finally:
             with self._lock:
                 self._running = None
-        self.last = result
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            self.last, self._finished_at, self._running = result, self._clock(), None
         future.set_result(result)
         return result
 

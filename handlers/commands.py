@@ -9,6 +9,7 @@ goes to the audit trail.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -37,10 +38,11 @@ def register(app: App) -> None:
 def on_mfa_check(ack: Ack, command: dict, respond: Respond, client: WebClient, context: dict, logger: Any) -> None:
     """Ack within Slack's three seconds, then run the command on the job pool."""
     ack()
+    asked_at = time.monotonic()
     try:
         services: Services = context["services"]
         responder = make_responder(respond.response_url) if respond.response_url else _no_response_url
-        services.jobs.submit(_run_logged, services, client, dict(command), responder)
+        services.jobs.submit(_run_logged, services, client, dict(command), responder, asked_at)
     except Exception:
         logger.exception("could not start /mfa-check")
 
@@ -49,9 +51,11 @@ def _no_response_url(**message: Any) -> None:
     logger.warning("no response_url in the command payload: the answer cannot be delivered")
 
 
-def _run_logged(services: Services, client: WebClient, payload: Mapping[str, Any], respond: Responder) -> None:
+def _run_logged(
+    services: Services, client: WebClient, payload: Mapping[str, Any], respond: Responder, asked_at: float
+) -> None:
     try:
-        run_command(services, client, payload, respond)
+        run_command(services, client, payload, respond, asked_at)
     except Exception:
         logger.exception("/mfa-check failed")
         try:
@@ -69,8 +73,18 @@ def _answer(respond: Responder, message: messages.Message, replace: bool = False
     )
 
 
-def run_command(services: Services, client: WebClient, payload: Mapping[str, Any], respond: Responder) -> None:
-    """Parse, check the role, do it, answer (ephemeral). Pure logic lives in bot.commands/bot.messages."""
+def run_command(
+    services: Services,
+    client: WebClient,
+    payload: Mapping[str, Any],
+    respond: Responder,
+    asked_at: float | None = None,
+) -> None:
+    """Parse, check the role, do it, answer (ephemeral). Pure logic lives in bot.commands/bot.messages.
+
+    `asked_at` (monotonic) is when Slack's request arrived: an audit running then answers it.
+    """
+    asked_at = time.monotonic() if asked_at is None else asked_at
     caller = str(payload.get("user_id") or "")
     command = grammar.parse(payload.get("text"))
     is_admin = bool(caller) and services.roles.is_admin(caller)
@@ -86,37 +100,37 @@ def run_command(services: Services, client: WebClient, payload: Mapping[str, Any
         _answer(respond, messages.refusal_message())
         return
     if isinstance(command, grammar.Me):
-        _me(services, client, caller, respond)
+        _me(services, client, caller, respond, asked_at)
     elif isinstance(command, grammar.Audit):
-        _audit(services, client, caller, respond)
+        _audit(services, client, caller, respond, asked_at)
     elif isinstance(command, grammar.UserDetail):
-        _user(services, command, respond)
+        _user(services, command, respond, asked_at)
     elif isinstance(command, grammar.Exempt):
-        _exempt(services, caller, command, respond)
+        _exempt(services, caller, command, respond, asked_at)
     elif isinstance(command, grammar.Unexempt):
-        _unexempt(services, caller, command, respond)
+        _unexempt(services, caller, command, respond, asked_at)
     elif isinstance(command, grammar.Link):
-        _link(services, client, caller, command, respond)
+        _link(services, client, caller, command, respond, asked_at)
     elif isinstance(command, grammar.Nudge):
         _answer(respond, messages.text_message("Nudges from `/mfa-check` are not available yet: nothing was sent."))
     elif isinstance(command, grammar.Digest):
         _digest(services, caller, respond)
 
 
-def _auditing(services: Services, respond: Responder) -> AuditResult:
+def _auditing(services: Services, respond: Responder, asked_at: float) -> AuditResult:
     """Say "Auditing <account>…", then run (or join) the audit."""
     last = services.shared_audit.last
     where = ", ".join(a.label for a in last.accounts) if last and last.accounts else "the AWS account"
     _answer(respond, messages.text_message(f":hourglass_flowing_sand: Auditing {messages.escape(where)}…"))
-    return services.shared_audit()
+    return services.shared_audit(asked_at)
 
 
 def _annotated(services: Services, result: AuditResult) -> AuditResult:
     return services.identity.annotate(result, services.links())
 
 
-def _audit(services: Services, client: WebClient, caller: str, respond: Responder) -> None:
-    result = _annotated(services, _auditing(services, respond))
+def _audit(services: Services, client: WebClient, caller: str, respond: Responder, asked_at: float) -> None:
+    result = _annotated(services, _auditing(services, respond, asked_at))
     message = messages.audit_message(result)
     _answer(respond, message, replace=True)
     if message.file is not None:
@@ -146,8 +160,8 @@ def _send_file(client: WebClient, caller: str, file: messages.CsvFile, respond: 
         )
 
 
-def _me(services: Services, client: WebClient, caller: str, respond: Responder) -> None:
-    result = _auditing(services, respond)
+def _me(services: Services, client: WebClient, caller: str, respond: Responder, asked_at: float) -> None:
+    result = _auditing(services, respond, asked_at)
     links = services.links()
     own = services.identity.own_findings(result, caller, user_email(client, caller), links)
     own = [u if u.slack_user_id else _with_person(u, caller) for u in own]
@@ -189,8 +203,8 @@ def _one_user(result: AuditResult, ref: grammar.UserRef, respond: Responder) -> 
     return found[0]
 
 
-def _user(services: Services, command: grammar.UserDetail, respond: Responder) -> None:
-    result = _annotated(services, _auditing(services, respond))
+def _user(services: Services, command: grammar.UserDetail, respond: Responder, asked_at: float) -> None:
+    result = _annotated(services, _auditing(services, respond, asked_at))
     found = _matches(result, command.user)
     if not found:
         _one_user(result, command.user, respond)
@@ -202,11 +216,11 @@ def _no_store(respond: Responder) -> None:
     _answer(respond, messages.text_message("The store (DATABASE_URL) is not configured: nothing changed."))
 
 
-def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: Responder) -> None:
+def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: Responder, asked_at: float) -> None:
     if services.store is None:
         _no_store(respond)
         return
-    user = _one_user(_auditing(services, respond), command.user, respond)
+    user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
     if user is None:
         return
     now = services.clock()
@@ -220,11 +234,11 @@ def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: R
     _answer(respond, messages.text_message(text), replace=True)
 
 
-def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respond: Responder) -> None:
+def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respond: Responder, asked_at: float) -> None:
     if services.store is None:
         _no_store(respond)
         return
-    user = _one_user(_auditing(services, respond), command.user, respond)
+    user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
     if user is None:
         return
     ended = services.store.revoke_exemption(user.arn, caller, services.clock())
@@ -237,7 +251,9 @@ def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respon
     _answer(respond, messages.text_message(text), replace=True)
 
 
-def _link(services: Services, client: WebClient, caller: str, command: grammar.Link, respond: Responder) -> None:
+def _link(
+    services: Services, client: WebClient, caller: str, command: grammar.Link, respond: Responder, asked_at: float
+) -> None:
     if services.store is None:
         _no_store(respond)
         return
@@ -246,7 +262,7 @@ def _link(services: Services, client: WebClient, caller: str, command: grammar.L
             respond, messages.text_message(f"There is no Slack person <@{command.slack_user_id}>: nothing changed.")
         )
         return
-    user = _one_user(_auditing(services, respond), command.user, respond)
+    user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
     if user is None:
         return
     services.store.set_link(user.arn, command.slack_user_id, caller, services.clock())

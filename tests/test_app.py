@@ -14,6 +14,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -360,3 +361,76 @@ def test_socket_mode_dispatches_the_same_command_without_http(served_app: Served
     assert "`bob`" in text and "create-virtual-mfa-device" in text
     # the same body over HTTP without a signature is refused
     assert app.dispatch(BoltRequest(body=command_body("me", "U0BOB0001", url))).status == 401
+
+
+# -- single flight, mode selection -------------------------------------------------------------------
+
+
+def test_one_audit_serves_everyone_who_asked_while_it_ran() -> None:
+    import threading
+
+    from bot.app import SharedAudit
+
+    calls = []
+    gate = threading.Event()
+
+    def audit() -> AuditResult:
+        calls.append(1)
+        gate.wait(5)
+        return big_result(1)
+
+    shared = SharedAudit(audit)
+    asked = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(shared, asked) for _ in range(4)]
+        time.sleep(0.2)
+        gate.set()
+        results = [f.result() for f in futures]
+    assert len(calls) == 1 and all(r is results[0] for r in results)
+    # asked while it ran, started only after it ended (a queued job): still served by it
+    assert shared(asked) is results[0] and len(calls) == 1
+    # asked after it ended: a fresh audit
+    assert shared(time.monotonic()) is not results[0] and len(calls) == 2
+
+
+def test_serve_picks_socket_mode_when_an_app_token_is_set(
+    slack_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from bot import server
+    from bot.config import ConfigError
+
+    chosen: list[str] = []
+    monkeypatch.setattr(server, "run_socket_mode", lambda config, runtime: chosen.append("socket") or 0)
+    monkeypatch.setattr(server, "run_http", lambda config, load, options=None: chosen.append("http") or 0)
+    assert server.serve(replace(slack_config, slack_app_token="xapp-1", slack_signing_secret=None)) == 0
+    assert server.serve(slack_config) == 0
+    assert chosen == ["socket", "http"]
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        server.serve(replace(slack_config, slack_signing_secret=None))
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
+        server.serve(replace(slack_config, slack_bot_token=None))
+
+
+def test_manifest_and_procfile() -> None:
+    from pathlib import Path
+
+    yaml = pytest.importorskip("yaml")
+    root = Path(__file__).resolve().parents[1]
+    manifest = yaml.safe_load((root / "manifest.yml").read_text())
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/mfa-check" and command["should_escape"] is True
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) >= {
+        "commands",
+        "chat:write",
+        "im:write",
+        "users:read",
+        "users:read.email",
+        "usergroups:read",
+        "files:write",
+    }
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert len(manifest["display_information"]["description"]) <= 140
+    assert (root / "Procfile").read_text().strip() == "web: python -m bot serve"

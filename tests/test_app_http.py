@@ -1,0 +1,183 @@
+"""`python -m bot serve` as a process: gunicorn (one worker, threads) on a real port, signed requests.
+
+IAM is moto's server behind tests.iam_proxy.IamProxy with one second per call, so one audit of the
+demo account takes about ten seconds: the acks must still come back in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.demo import DEMO_USERS, demo_client, seed_demo_account
+from tests.fixtures_aws import FAKE_AWS_ENV
+from tests.iam_proxy import IamProxy
+from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn, command_body, get, post, sign
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "gunicorn-test-signing-secret"
+IAM_CALL_DELAY = 1.0  # about ten sequential calls: a ten-second audit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class BotProcess:
+    url: str
+    standin: SlackStandIn
+    proxy: IamProxy
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def command(self, text: str, user_id: str = ADMIN, name: str | None = None) -> tuple[float, int, str]:
+        response_url = self.standin.response_url(name)
+        body = command_body(text, user_id, response_url)
+        result = post(self.url, "/slack/events", body, sign(body, SECRET))
+        return result.seconds, result.status, response_url
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the bot exited with {process.returncode}")
+        try:
+            if get(url, "/healthz", timeout=1).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the bot did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def bot_process(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
+    """The bot served by gunicorn in a subprocess, against the stand-in and a slow IAM."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
+    os.environ.update(FAKE_AWS_ENV)  # for seeding from this process
+    seed_demo_account(demo_client(moto_server))
+    workdir = tmp_path_factory.mktemp("bot")
+    port = free_port()
+    with SlackStandIn(members=MEMBERS) as standin, IamProxy(moto_server, delay_seconds=IAM_CALL_DELAY) as proxy:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(REPO),
+            "HOME": str(workdir),
+            **FAKE_AWS_ENV,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_ENDPOINT_URL": proxy.url,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": standin.api_url,
+            "PORT": str(port),
+            "ADMIN_USER_IDS": ADMIN,
+            "EMAIL_DOMAIN": "example.com",
+            "DATABASE_URL": f"sqlite:///{workdir / 'bot.db'}",
+            "DIGEST_CRON": "off",
+        }
+        log_path = workdir / "bot.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve"],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process)
+            yield BotProcess(url, standin, proxy, process, log_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_acks_stay_fast_while_a_ten_second_audit_runs(bot_process: BotProcess) -> None:
+    standin = bot_process.standin
+    bot_process.proxy.reset_counts()
+    started = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda i: bot_process.command("", name=f"load-{i}"), range(50)))
+    acks = sorted(seconds for seconds, _, _ in results)
+    assert all(status == 200 for _, status, _ in results)
+    p50, p99 = statistics.median(acks), acks[int(len(acks) * 0.99) - 1]
+    print(f"\nack p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {acks[-1] * 1000:.0f} ms over {len(acks)}")
+    assert p99 < 1.0
+
+    def finished() -> bool:
+        return all(any(r.payload.get("replace_original") for r in standin.posts_to(url)) for _, _, url in results)
+
+    standin.wait_for(finished, timeout=60)
+    audit_seconds = time.monotonic() - started
+    print(f"all 50 answered after {audit_seconds:.1f} s")
+    assert audit_seconds >= 8.0  # the audit really was slow
+    # one audit served all fifty (single flight): one credential report, not fifty
+    assert bot_process.proxy.calls["GetCredentialReport"] == 1
+    for _, _, url in results:
+        final = next(r.payload for r in standin.posts_to(url) if r.payload.get("replace_original"))
+        assert final["response_type"] == "ephemeral" and "*Violations:* 3" in str(final["blocks"])
+
+
+def test_forged_and_replayed_requests_are_refused_with_401(bot_process: BotProcess) -> None:
+    response_url = bot_process.standin.response_url("forged")
+    body = command_body("exempt bob 30d FORGED-BODY-MARKER", ADMIN, response_url)
+    forged = post(bot_process.url, "/slack/events", body, sign(body, "wrong-secret"))
+    replayed = post(bot_process.url, "/slack/events", body, sign(body, SECRET, int(time.time()) - 360))
+    assert (forged.status, replayed.status) == (401, 401)
+    assert forged.seconds < 1.0
+    time.sleep(0.5)
+    assert not bot_process.standin.posts_to(response_url)
+    log = bot_process.log()
+    assert "rejected a Slack request (401)" in log
+    assert "FORGED-BODY-MARKER" not in log and SECRET not in log and "xoxb-test-token" not in log
+
+
+def test_non_admin_refusal_over_gunicorn_names_no_iam_user(bot_process: BotProcess) -> None:
+    _, status, response_url = bot_process.command("user bob", user_id=NOBODY, name="pleb")
+    assert status == 200
+    bot_process.standin.wait_for(lambda: bot_process.standin.posts_to(response_url), 10)
+    (answer,) = bot_process.standin.posts_to(response_url)
+    assert answer.payload["response_type"] == "ephemeral" and "Only MFA-bot admins" in answer.text
+    for name, *_ in DEMO_USERS:
+        assert f"`{name}`" not in answer.text and f" {name} " not in answer.text
+
+
+def test_health_endpoint(bot_process: BotProcess) -> None:
+    health = get(bot_process.url, "/healthz")
+    assert health.status == 200 and health.body == b'{"ok": true}'
+
+
+def test_serve_refuses_to_start_without_a_signing_secret(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "SLACK_BOT_TOKEN": "xoxb-secret-value"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: SLACK_SIGNING_SECRET is required for this command but is not set"
+    )
+    assert "xoxb-secret-value" not in done.stderr + done.stdout
