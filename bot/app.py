@@ -124,15 +124,11 @@ class Services:
 
 
 def build_services(config: Config, client: WebClient, store: Store | None = None) -> Services:
-    """Production wiring: the real audit (with stored exemptions), Slack directory and roles."""
+    """Production wiring: the recorded audit (stored exemptions honoured, scans kept), directory, roles."""
     from bot import service
 
     def audit() -> AuditResult:
-        now = utc_now()
-        exemptions = (
-            {arn: e.to_policy() for arn, e in store.active_exemptions(now).items()} if store is not None else None
-        )
-        return service.run_audit(config, now=now, exemptions=exemptions)
+        return service.run_recorded_audit(config, store)
 
     return Services(
         audit=audit,

@@ -66,6 +66,8 @@ def test_admin_audit_is_acked_then_replaced_by_the_result(served_app: ServedApp)
     assert "break-glass account" in text  # heidi's exemption reason
     assert not served_app.standin.calls("files.getUploadURLExternal")  # everything fit
     assert not served_app.standin.calls("users.lookupByEmail")
+    store = served_app.services.store
+    assert store is not None and store.scans()  # the audit is kept as history
 
 
 def test_a_second_audit_names_the_account_while_it_runs(served_app: ServedApp) -> None:
