@@ -483,11 +483,10 @@ def personal_message(findings: Sequence[UserFinding], result: AuditResult, max_b
         )
         if user.status in {"violation", "grace"}:
             blocks += fix_steps_blocks(user, aliases.get(user.account_id))
-    text = (
-        f"{_plural(needs_fix, 'IAM user')} of yours need MFA"
-        if needs_fix
-        else f"All {_plural(len(findings), 'IAM user')} of yours are fine"
-    )
+    if needs_fix:
+        text = f"{_plural(needs_fix, 'IAM user')} of yours {'needs' if needs_fix == 1 else 'need'} MFA"
+    else:
+        text = "Your IAM user is fine" if len(findings) == 1 else f"Your {len(findings)} IAM users are fine"
     return Message(text=text, blocks=blocks)
 
 

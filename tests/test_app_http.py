@@ -72,8 +72,10 @@ def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30.0
 def bot_process(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
     """The bot served by gunicorn in a subprocess, against the stand-in and a slow IAM."""
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
-    os.environ.update(FAKE_AWS_ENV)  # for seeding from this process
-    seed_demo_account(demo_client(moto_server))
+    with pytest.MonkeyPatch.context() as env:  # throwaway credentials, for seeding from this process
+        for key, value in FAKE_AWS_ENV.items():
+            env.setenv(key, value)
+        seed_demo_account(demo_client(moto_server))
     workdir = tmp_path_factory.mktemp("bot")
     port = free_port()
     with SlackStandIn(members=MEMBERS) as standin, IamProxy(moto_server, delay_seconds=IAM_CALL_DELAY) as proxy:
