@@ -32,7 +32,6 @@ from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, command_body, get, 
 if TYPE_CHECKING:
     from tests.fixtures_slack import ServedApp
 
-pytest_plugins = ["tests.fixtures_slack"]  # until tests/conftest.py lists it
 
 IAM_NAMES = [name for name, *_ in DEMO_USERS]
 ACCOUNT_RE = re.compile(r"\d{12}")
