@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -563,3 +565,424 @@ REFUSAL = (
 def refusal_message() -> Message:
     """The answer to a non-admin asking for an admin command (names nothing)."""
     return text_message(REFUSAL, "Only admins can do that")
+
+
+# -- the digest ---------------------------------------------------------------------------------
+# The digest is rendered from a `DigestView` (plain data captured when it is posted) plus a
+# `RowState` per row (nudges, fixed), so any process can re-render one of its messages later and
+# chat.update it in place. Every row is one block, so the layout (which row goes in which message)
+# depends on the view only, never on the states.
+
+NUDGE_ACTION = "nudge"
+NUDGE_ALL_ACTION = "nudge_all"
+RECHECK_ACTION = "recheck"
+RECHECK_BUTTON = "I've set it up – re-check"
+
+
+@dataclass(frozen=True)
+class DigestRow:
+    """One violator as the digest lists it."""
+
+    arn: str
+    account_id: str
+    account: str  # "alias (id)" or the id
+    user_name: str
+    slack_user_id: str | None
+    days_open: int | None
+
+
+@dataclass(frozen=True)
+class RowState:
+    """What happened to a row since the digest was posted: nudges so far, the last one, fixed."""
+
+    nudges: int = 0
+    nudged_by: str | None = None  # Slack user ID (or "scheduler")
+    nudged_at: str | None = None  # "HH:MM" in DIGEST_TIMEZONE
+    fixed_at: str | None = None  # "HH:MM" in DIGEST_TIMEZONE
+
+
+@dataclass(frozen=True)
+class DigestAccount:
+    """One audited account in the digest header."""
+
+    account_id: str
+    label: str
+    error: str | None
+    root: str  # root MFA as text ("MFA on (hardware)", "MFA OFF", ...)
+    root_off: bool
+    violations: int
+
+
+@dataclass(frozen=True)
+class DigestView:
+    """Everything a digest shows, captured when it is posted."""
+
+    title: str
+    accounts: tuple[DigestAccount, ...]
+    rows: tuple[DigestRow, ...]
+    new_since: int | None = None  # None: the first digest in this channel
+    fixed_since: int | None = None
+    since: str | None = None  # when the previous digest went, for the header
+
+    @property
+    def failed(self) -> tuple[DigestAccount, ...]:
+        return tuple(a for a in self.accounts if a.error)
+
+    @property
+    def all_clear(self) -> bool:
+        return not self.rows and not self.failed and bool(self.accounts)
+
+
+@dataclass(frozen=True)
+class DigestPart:
+    """One message of a digest: the top message (index 0) or a reply in its thread."""
+
+    index: int
+    text: str
+    blocks: list[Block]
+    arns: tuple[str, ...]  # the rows this message lists
+
+
+def _pack_all(lines: Sequence[str], limit: int = MAX_SECTION_CHARS) -> list[SectionBlock]:
+    """Lines packed into as few sections of at most `limit` characters as they need; none dropped."""
+    sections: list[list[str]] = []
+    size = 0
+    for line in lines:
+        line = truncate(line, MAX_LINE_CHARS)
+        if sections and size + 1 + len(line) <= limit:
+            sections[-1].append(line)
+            size += 1 + len(line)
+        else:
+            sections.append([line])
+            size = len(line)
+    return [SectionBlock(text=MarkdownTextObject(text="\n".join(part))) for part in sections]
+
+
+def _open_for(days: int | None) -> str:
+    if days is None:
+        return "open for an unknown time"
+    return "open since today" if days == 0 else f"open {_plural(days, 'day')}"
+
+
+def digest_row_text(row: DigestRow, state: RowState = RowState()) -> str:
+    """One violator: the person (or none found), the IAM user and account, days open, nudges."""
+    person = f"<@{row.slack_user_id}>" if row.slack_user_id else f"_{NO_PERSON}_"
+    where = f"{code(row.user_name)} in {escape(row.account)}"
+    if state.fixed_at:
+        was = "" if row.days_open is None else f" · was open {_plural(row.days_open, 'day')}"
+        return truncate(f":white_check_mark: *fixed* at {state.fixed_at} · {person} · {where}{was}", MAX_LINE_CHARS)
+    nudges = "not nudged yet" if not state.nudges else _plural(state.nudges, "nudge")
+    text = f"{person} · {where} · {_open_for(row.days_open)} · {nudges}"
+    if state.nudged_at:
+        by = "the scheduler" if state.nudged_by in (None, "scheduler") else f"<@{state.nudged_by}>"
+        text += f" · _nudged by {by} at {state.nudged_at}_"
+    return truncate(text, MAX_LINE_CHARS)
+
+
+def digest_row_block(row: DigestRow, state: RowState = RowState()) -> SectionBlock:
+    """The row as a section; a Nudge button while it is open and has a Slack person."""
+    button = None
+    if row.slack_user_id and not state.fixed_at:
+        value = truncate(f"{row.account_id}:{row.user_name}", MAX_BUTTON_VALUE)
+        button = ButtonElement(text="Nudge", action_id=NUDGE_ACTION, value=value)
+    return SectionBlock(text=MarkdownTextObject(text=digest_row_text(row, state)), accessory=button)
+
+
+def _digest_summary(view: DigestView) -> SectionBlock:
+    audited = len(view.accounts) - len(view.failed)
+    accounts = f"{audited} audited"
+    if view.failed:
+        accounts += f", *{len(view.failed)} could NOT be audited*"
+    if view.all_clear:
+        text = (
+            f":white_check_mark: *All clear*: every IAM user with a console password has MFA "
+            f"({_plural(audited, 'account')} audited)."
+        )
+        return SectionBlock(text=MarkdownTextObject(text=text))
+    first = view.new_since is None
+    fields = [
+        MarkdownTextObject(text=f"*Accounts:* {accounts}"),
+        MarkdownTextObject(text=f"*Violations now:* {len(view.rows)}"),
+        MarkdownTextObject(text="*New since the last digest:* " + ("first digest" if first else str(view.new_since))),
+        MarkdownTextObject(
+            text="*Fixed since the last digest:* " + ("first digest" if first else str(view.fixed_since))
+        ),
+    ]
+    return SectionBlock(fields=fields)
+
+
+def _digest_lead(view: DigestView) -> list[Block]:
+    """The blocks that open the top message: header, counts, and "Nudge all" when anyone can be nudged."""
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=truncate(view.title, MAX_HEADER_CHARS))),
+        _digest_summary(view),
+    ]
+    people = {r.slack_user_id for r in view.rows if r.slack_user_id}
+    if people:
+        confirm = ConfirmObject(
+            title="Nudge everyone?",
+            text=f"DM {_plural(len(people), 'person', 'people')} their MFA set-up steps "
+            "(people nudged recently are skipped).",
+            confirm="Nudge all",
+            deny="Cancel",
+        )
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text="Nudge all", action_id=NUDGE_ALL_ACTION, value="all", style="primary", confirm=confirm
+                    )
+                ]
+            )
+        )
+    return blocks
+
+
+def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple[Block, str | None]]:
+    """Every block after the lead, in order, each with the ARN of the row it shows (if it is one)."""
+    flow: list[tuple[Block, str | None]] = []
+    for account in view.failed:
+        text = (
+            f":rotating_light: *{escape(account.label)} could not be audited:* {escape(account.error or 'unknown')}\n"
+            "Its result is *unknown*, not clean."
+        )
+        flow.append((SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS))), None))
+    root_lines = []
+    for account in view.accounts:
+        if account.error:
+            continue
+        line = f"{escape(account.label)}: root {escape(account.root)}"
+        root_lines.append(f":warning: *{line}*" if account.root_off else f"• {line}")
+    if root_lines:
+        root_lines[0] = "*Root user MFA*\n" + root_lines[0]
+        flow += [(block, None) for block in _pack_all(root_lines)]
+    if view.rows:
+        flow.append((SectionBlock(text=MarkdownTextObject(text=f"*Violations ({len(view.rows)})*")), None))
+    flow += [(digest_row_block(row, states.get(row.arn, RowState())), row.arn) for row in view.rows]
+    return flow
+
+
+def digest_layout(view: DigestView) -> list[int]:
+    """How many flow blocks each message holds: the top message first, then thread replies (≤ 50 blocks each)."""
+    lead = len(_digest_lead(view))
+    total = len(_digest_flow(view, {}))
+    if lead + total <= MAX_BLOCKS:
+        return [total]
+    counts = [MAX_BLOCKS - lead - 1]  # one block kept for "continued in the thread"
+    left = total - counts[0]
+    while left > 0:
+        counts.append(min(MAX_BLOCKS, left))
+        left -= counts[-1]
+    return counts
+
+
+def _digest_text(view: DigestView) -> str:
+    if view.all_clear:
+        return f"{view.title}: all clear"
+    text = f"{view.title}: {_plural(len(view.rows), 'violation')}"
+    if view.new_since is not None:
+        text += f" ({view.new_since} new, {view.fixed_since} fixed since the last digest)"
+    if view.failed:
+        text += f"; {_plural(len(view.failed), 'account')} could NOT be audited"
+    return truncate(text, MAX_FALLBACK_CHARS)
+
+
+def digest_parts(view: DigestView, states: Mapping[str, RowState] | None = None) -> list[DigestPart]:
+    """The whole digest: the top message, then the thread replies that continue a long list."""
+    states = states or {}
+    flow = _digest_flow(view, states)
+    layout = digest_layout(view)
+    parts: list[DigestPart] = []
+    start = 0
+    for index, count in enumerate(layout):
+        chunk = flow[start : start + count]
+        start += count
+        blocks = [block for block, _ in chunk]
+        arns = tuple(arn for _, arn in chunk if arn is not None)
+        if index == 0:
+            blocks = _digest_lead(view) + blocks
+            if len(layout) > 1:
+                rest = sum(1 for _, arn in flow[count:] if arn is not None)
+                note = f":thread: Continued in the thread: {_plural(rest, 'more row')}."
+                blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
+            text = _digest_text(view)
+        else:
+            text = truncate(f"{view.title} (continued, {index + 1}/{len(layout)})", MAX_FALLBACK_CHARS)
+        parts.append(DigestPart(index=index, text=text, blocks=blocks, arns=arns))
+    return parts
+
+
+# -- the nudge DM -------------------------------------------------------------------------------
+
+SELF_MANAGE_MFA_ACTIONS = (
+    "iam:CreateVirtualMFADevice",
+    "iam:EnableMFADevice",
+    "iam:ListMFADevices",
+    "iam:ResyncMFADevice",
+)
+
+
+def dm_console_steps() -> str:
+    """The console steps to assign an MFA device to one's own IAM user, mrkdwn."""
+    return (
+        "*In the AWS console*\n"
+        "1. Sign in as your IAM user at the sign-in URL above.\n"
+        "2. Open *IAM* → *Users* → your user → *Security credentials*.\n"
+        "3. Under *Multi-factor authentication (MFA)* choose *Assign MFA device*.\n"
+        "4. Pick an *authenticator app*, a *security key* (passkey/FIDO) or a *hardware TOTP token* and follow "
+        "the prompts; an app or token asks for *two consecutive codes*.\n"
+        f"5. Press *{RECHECK_BUTTON}* above."
+    )
+
+
+def permission_note() -> str:
+    """The IAM permission a person needs to manage their own MFA device."""
+    actions = ", ".join(f"`{a}`" for a in SELF_MANAGE_MFA_ACTIONS)
+    return (
+        f"*If a step says AccessDenied*: your IAM user needs {actions} on itself "
+        "(`user/${aws:username}`, and `iam:CreateVirtualMFADevice` on `mfa/*`), as in AWS's example policy "
+        "that lets IAM users manage their own MFA device. Ask your AWS admins for it."
+    )
+
+
+def _user_label(user: UserFinding, aliases: Mapping[str, str | None]) -> str:
+    alias = aliases.get(user.account_id)
+    return f"{alias} ({user.account_id})" if alias else user.account_id
+
+
+def recheck_button(user: UserFinding) -> ButtonElement:
+    """The re-check button of one IAM user (value: account id + IAM user name)."""
+    return ButtonElement(text=RECHECK_BUTTON, action_id=RECHECK_ACTION, value=user_value(user), style="primary")
+
+
+def nudge_dm(
+    slack_user_id: str,
+    users: Sequence[UserFinding],
+    aliases: Mapping[str, str | None],
+    requested_by: str | None = None,
+    max_blocks: int = MAX_BLOCKS,
+) -> Message:
+    """The personal DM: each IAM user of the person with its sign-in URL and re-check button, then the steps."""
+    count = len(users)
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Please turn on MFA for your AWS console sign-in"))]
+    intro = (
+        f"Hi <@{slack_user_id}>, {'this IAM user' if count == 1 else f'these {count} IAM users'} of yours can "
+        f"sign in to the AWS console with a password but {'has' if count == 1 else 'have'} no MFA device. "
+        f"It takes two minutes; when you are done, press *{RECHECK_BUTTON}* and I check again right away."
+    )
+    blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(intro, MAX_SECTION_CHARS))))
+    fixed_blocks = 4  # console steps, CLI steps, permission, context
+    per_user_cli = len(blocks) + 2 * count + fixed_blocks - 1 <= max_blocks
+    room = max_blocks - len(blocks) - fixed_blocks - 1
+    listed = users if count <= room else users[: room - 1]
+    for user in listed:
+        url = signin_url(user.account_id, aliases.get(user.account_id), _partition(user.arn))
+        text = f"*{code(user.user_name)}* in {escape(_user_label(user, aliases))}"
+        if url:
+            text += f"\nSign-in URL: {url}"
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS)), accessory=recheck_button(user)
+            )
+        )
+    if len(listed) < count:
+        rest = ", ".join(u.user_name for u in users[len(listed) :])
+        text = f"_…and {_plural(count - len(listed), 'more IAM user')}: {escape(rest)} (see `/mfa-check me`)._"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS))))
+    blocks.append(SectionBlock(text=MarkdownTextObject(text=dm_console_steps())))
+    if per_user_cli:
+        for user in users:
+            title = "*Or with the AWS CLI*" + (f" (for {code(user.user_name)})" if count > 1 else "")
+            blocks.append(
+                SectionBlock(text=MarkdownTextObject(text=truncate(f"{title}\n{cli_steps(user)}", MAX_SECTION_CHARS)))
+            )
+    else:
+        generic = UserFinding(
+            account_id="ACCOUNT_ID",
+            user_name="YOUR_USER",
+            arn="",
+            console_access=True,
+            mfa_devices=(),
+            status="violation",
+        )
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="*Or with the AWS CLI*\n" + cli_steps(generic))))
+    blocks.append(SectionBlock(text=MarkdownTextObject(text=permission_note())))
+    who = f" at the request of <@{requested_by}>" if requested_by and requested_by != "scheduler" else ""
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Sent by MFA-bot{who}. Only you see this DM.")]))
+    text = "Your AWS console sign-in needs MFA" + ("" if count == 1 else f" ({count} IAM users)")
+    return Message(text=text, blocks=blocks)
+
+
+# -- re-check answers ---------------------------------------------------------------------------
+
+
+def recheck_thanks(user_name: str, account: str) -> str:
+    """The DM row once a re-check found MFA on (or the console password gone)."""
+    return (
+        f":white_check_mark: *Thank you!* {code(user_name)} in {escape(account)} is fixed: I checked it live just now."
+    )
+
+
+def recheck_missing(user_name: str, account: str, missing: str) -> str:
+    """Still not fixed: exactly what is missing (`missing` is trusted mrkdwn from bot.recheck)."""
+    return truncate(f":x: {code(user_name)} in {escape(account)} still needs MFA: {missing}", MAX_SECTION_CHARS)
+
+
+def dm_after_recheck(blocks: Sequence[Mapping], value: str, thanks: str) -> list[dict]:
+    """The DM's blocks (as Slack sent them) with the re-checked row replaced by `thanks`; pure."""
+    updated: list[dict] = []
+    for block in blocks:
+        accessory = block.get("accessory") or {}
+        if accessory.get("action_id") == RECHECK_ACTION and accessory.get("value") == value:
+            updated.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(thanks, MAX_SECTION_CHARS)}})
+        else:
+            updated.append(dict(block))
+    left = any((b.get("accessory") or {}).get("action_id") == RECHECK_ACTION for b in updated)
+    done_note = "All set: every IAM user in this message has MFA now. Thank you!"
+    if not left and not any(done_note in str(b) for b in updated):
+        updated.append({"type": "context", "elements": [{"type": "mrkdwn", "text": done_note}]})
+    return updated[:MAX_BLOCKS]
+
+
+# -- answers to admins about nudges -------------------------------------------------------------
+
+
+def nudge_sent_text(slack_user_id: str, users: Sequence[tuple[str, str]]) -> str:
+    """A nudge went: to whom, about which IAM users ((user_name, account) pairs)."""
+    names = ", ".join(f"{code(name)} in {escape(account)}" for name, account in users)
+    return truncate(f":incoming_envelope: DM sent to <@{slack_user_id}> about {names}.", MAX_SECTION_CHARS)
+
+
+def nudge_skipped_text(slack_user_id: str, last_at: str, last_by: str, cooldown_hours: int) -> str:
+    """A nudge was skipped: the person was nudged within the cooldown (when, by whom)."""
+    by = "the scheduler" if last_by in ("", "scheduler") else f"<@{last_by}>"
+    return (
+        f":hourglass: Skipped: <@{slack_user_id}> was last nudged at {last_at} by {by}; "
+        f"one DM per person every {_plural(cooldown_hours, 'hour')}."
+    )
+
+
+def nudge_failed_text(slack_user_id: str, error: str) -> str:
+    """A DM could not go after the retries; recorded as failed."""
+    return f":warning: The DM to <@{slack_user_id}> could not be sent ({escape(error)}); it is recorded as failed."
+
+
+def nudge_all_queued_text(people: int, users: int, no_person: Sequence[str], seconds_per_dm: float) -> str:
+    """ "Nudge all" was queued: how many, how long, and who could not be matched to a Slack person."""
+    if not people:
+        text = "Nobody to nudge: no violator has a Slack person."
+    else:
+        minutes = max(1, round(people * seconds_per_dm / 60))
+        text = (
+            f":outbox_tray: Queued {_plural(people, 'DM')} ({_plural(users, 'IAM user')}); they go out at Slack's "
+            f"pace, about {minutes} min. People nudged within the cooldown are skipped."
+        )
+    if no_person:
+        names = escape(", ".join(no_person))
+        text += f"\nNo Slack person found for {names}: link them with `/mfa-check link NAME @person`."
+    return truncate(text, MAX_SECTION_CHARS)
+
+
+def nudge_batch_done_text(sent: int, skipped: int, failed: int) -> str:
+    """The summary of a finished "Nudge all"."""
+    return f"Nudge all finished: {sent} sent, {skipped} skipped (cooldown), {failed} failed."

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -98,6 +98,15 @@ def account_targets(config: Config, session: boto3.session.Session) -> tuple[lis
     return targets, partition
 
 
+def iam_client(config: Config, base: boto3.session.Session, target: AccountTarget) -> Any:
+    """An IAM client for one account: the base credentials, or the target's role assumed (may raise)."""
+    iam, sts = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency)
+    if target.role_arn:
+        credentials = aws.assume_role(sts, target.role_arn, config.aws_external_id)
+        iam, _ = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency, credentials)
+    return iam
+
+
 def audit_target(
     config: Config,
     base: boto3.session.Session,
@@ -107,10 +116,7 @@ def audit_target(
 ) -> AccountFindings:
     """Audit one account; any failure (AssumeRole denied included) comes back as its error."""
     try:
-        iam, sts = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency)
-        if target.role_arn:
-            credentials = aws.assume_role(sts, target.role_arn, config.aws_external_id)
-            iam, _ = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency, credentials)
+        iam = iam_client(config, base, target)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)

@@ -4,8 +4,10 @@ plus Slack's other side: the demo workspace's people and signed slash-command re
 Point `SLACK_API_URL` at `standin.api_url`; give slash commands `standin.response_url()`.
 Every request is recorded (method, path, headers, raw body, parsed payload). Answers are
 programmable per API method: queue replies with `reply(...)`, or rate-limit with
-`rate_limit(method, retry_after, times)` (HTTP 429 + Retry-After). Without a programmed reply,
-a built-in Slack-like answer is given for the methods the bot uses.
+`rate_limit(method, retry_after, times)` (HTTP 429 + Retry-After). `emulate_rate_limit(method,
+per_second, burst)` answers like Slack's limiter: a token bucket per method, and a 429 with the
+seconds until the next token as Retry-After when it is empty (`rate_limited` counts them).
+Without a programmed reply, a built-in Slack-like answer is given for the methods the bot uses.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import math
+import random
 import threading
 import time
 import urllib.parse
@@ -37,6 +41,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 0  # the HTTP status the stand-in answered with
 
     @property
     def kind(self) -> str:
@@ -79,6 +84,29 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class TokenBucket:
+    """Slack's limiter for one method: `burst` calls at once, refilled at `per_second`."""
+
+    per_second: float
+    burst: int = 1
+    integer_retry_after: bool = True  # Slack sends whole seconds
+    tokens: float = field(init=False)
+    updated: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    def take(self, now: float) -> float:
+        """0 when a call may go now (a token taken), else the seconds until the next token."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.per_second
+
+
 def person(user_id: str, email: str | None = None, name: str | None = None, **extra: Any) -> dict[str, Any]:
     """A users.list member."""
     profile = {"email": email} if email else {}
@@ -101,8 +129,12 @@ class SlackStandIn:
         self.requests: list[Recorded] = []
         self.uploads: dict[str, bytes] = {}
         self._replies: dict[str, deque[Reply]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._noise: dict[str, tuple[float, random.Random]] = {}
+        self.rate_limited: dict[str, int] = {}
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
+        self._ts = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -145,6 +177,18 @@ class SlackStandIn:
         body = {"ok": False, "error": "ratelimited"}
         self.reply(api_method, *[Reply(429, body, {"Retry-After": str(retry_after)}) for _ in range(times)])
 
+    def emulate_rate_limit(
+        self, api_method: str, per_second: float, burst: int = 1, integer_retry_after: bool = True
+    ) -> None:
+        """Limit `api_method` like Slack: a token bucket; an empty one answers 429 + Retry-After."""
+        with self._cond:
+            self._buckets[api_method] = TokenBucket(per_second, burst, integer_retry_after)
+
+    def inject_429s(self, api_method: str, probability: float, seed: int = 7) -> None:
+        """Also answer a random share of `api_method` calls with 429 (Retry-After: 1), as a busy workspace might."""
+        with self._cond:
+            self._noise[api_method] = (probability, random.Random(seed))
+
     def add_usergroup(self, group_id: str, handle: str, users: list[str]) -> None:
         """A user group for usergroups.list / usergroups.users.list."""
         self.usergroups[group_id] = {"id": group_id, "handle": handle, "users": list(users)}
@@ -155,6 +199,10 @@ class SlackStandIn:
         """Recorded Web API calls of one method."""
         with self._cond:
             return [r for r in self.requests if r.api_method == api_method]
+
+    def accepted(self, api_method: str) -> list[Recorded]:
+        """Calls of one method the stand-in answered with 200 (a 429 delivered nothing)."""
+        return [r for r in self.calls(api_method) if r.status == 200]
 
     def posts_to(self, response_url: str) -> list[Recorded]:
         """Everything posted to one response_url."""
@@ -206,8 +254,11 @@ class SlackStandIn:
             return Reply(body={"ok": True, "users": group["users"]})
         if api_method == "conversations.open":
             return Reply(body={"ok": True, "channel": {"id": "D" + str(payload.get("users", "X")).split(",")[0][1:]}})
-        if api_method in {"chat.postMessage", "chat.postEphemeral", "chat.update"}:
-            return Reply(body={"ok": True, "channel": payload.get("channel"), "ts": f"{time.time():.6f}"})
+        if api_method in {"chat.postMessage", "chat.postEphemeral"}:
+            ts = f"{int(time.time())}.{next(self._ts):06d}"  # unique, like Slack's
+            return Reply(body={"ok": True, "channel": payload.get("channel"), "ts": ts})
+        if api_method == "chat.update":
+            return Reply(body={"ok": True, "channel": payload.get("channel"), "ts": payload.get("ts")})
         if api_method == "files.getUploadURLExternal":
             file_id = f"F{next(self._ids):08d}"
             return Reply(body={"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"})
@@ -219,12 +270,33 @@ class SlackStandIn:
             return Reply(body={"ok": False, "error": "not_supported_by_standin"})
         return Reply(body={"ok": False, "error": "unknown_method"})
 
+    def _limited(self, api_method: str) -> Reply | None:
+        """A 429 when the emulated limiter (or the injected noise) says so; caller holds the lock."""
+        wait = 0.0
+        noise = self._noise.get(api_method)
+        if noise is not None and noise[1].random() < noise[0]:
+            wait = 1.0
+        bucket = self._buckets.get(api_method)
+        if not wait and bucket is not None:
+            wait = bucket.take(time.monotonic())
+            if wait and bucket.integer_retry_after:
+                wait = float(max(1, math.ceil(wait)))
+        if not wait:
+            return None
+        self.rate_limited[api_method] = self.rate_limited.get(api_method, 0) + 1
+        retry_after = str(int(wait)) if wait == int(wait) else f"{wait:.3f}"
+        return Reply(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": retry_after})
+
     def _answer(self, record: Recorded) -> Reply:
         key = record.api_method or record.path
         with self._cond:
             queue = self._replies.get(key)
             if queue:
                 return queue.popleft()
+            if record.api_method is not None:
+                limited = self._limited(record.api_method)
+                if limited is not None:
+                    return limited
         if record.api_method is not None:
             return self._builtin(record.api_method, record.payload)
         if record.path.startswith("/upload/"):
@@ -254,6 +326,7 @@ class SlackStandIn:
                     at=time.monotonic(),
                 )
                 reply = standin._answer(record)
+                record.status = reply.status
                 with standin._cond:
                     standin.requests.append(record)
                     standin._cond.notify_all()
@@ -325,6 +398,41 @@ def command_body(text: str, user_id: str, response_url: str, command: str = "/mf
             "trigger_id": "1.2.3",
         }
     )
+
+
+def action_body(
+    action_id: str,
+    value: str,
+    user_id: str,
+    response_url: str,
+    channel: str = "C0CHAN001",
+    message: dict[str, Any] | None = None,
+) -> str:
+    """A block_actions payload as Slack posts it when a button is clicked (form-encoded `payload`)."""
+    message = message or {"ts": "1.000001", "blocks": []}
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": TEAM_ID},
+        "api_app_id": "A0APP0001",
+        "token": "deprecated-verification-token",
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": "1.2.3",
+        "channel": {"id": channel, "name": "channel"},
+        "message": {"type": "message", "user": BOT_USER_ID, **message},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b1",
+                "value": value,
+                "text": {"type": "plain_text", "text": action_id},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
 @dataclass
