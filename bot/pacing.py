@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ class Rate:
         return Rate(self.per_second * factor, self.burst)
 
 
-TIER_3 = Rate(50 / 60, burst=3)
+TIER_3 = Rate(50 / 60, burst=1)  # "sporadic bursts welcome": we never rely on them
 DOCUMENTED_RATES: dict[str, Rate] = {
     "chat.postMessage": Rate(1.0, burst=1),  # bursts are allowed but "not guaranteed to be displayed"
     "conversations.open": TIER_3,
@@ -77,6 +78,12 @@ class Pacer:
             self._sleep(wait)
         return wait
 
+    def sent(self) -> None:
+        """The call went out just now (maybe later than planned, after 429 retries): the next waits a slot."""
+        with self._lock:
+            now = self._clock()
+            self._tat = max(self._tat or now, now + self._interval)
+
 
 class PacedSlack:
     """The few Web API calls the workflows make, each paced per method; errors propagate (SlackApiError)."""
@@ -97,25 +104,34 @@ class PacedSlack:
         """Documented rates `factor` times faster (tests)."""
         return cls(client, {m: r.scaled(factor) for m, r in DOCUMENTED_RATES.items()})
 
-    def _pace(self, method: str) -> None:
+    @contextmanager
+    def _paced(self, method: str) -> Iterator[None]:
         pacer = self._pacers.get(method)
-        if pacer is not None:
-            pacer.acquire()
+        if pacer is None:
+            yield
+            return
+        pacer.acquire()
+        try:
+            yield
+        finally:
+            pacer.sent()
 
     def open_dm(self, user_id: str) -> str:
         """The DM channel between the bot and `user_id` (conversations.open)."""
-        self._pace("conversations.open")
-        return str(self.client.conversations_open(users=user_id)["channel"]["id"])
+        with self._paced("conversations.open"):
+            return str(self.client.conversations_open(users=user_id)["channel"]["id"])
 
     def post(
         self, channel: str, text: str, blocks: Sequence[Block | dict[str, Any]], thread_ts: str | None = None
     ) -> tuple[str, str]:
         """chat.postMessage; returns (channel ID, ts) as Slack answered them."""
-        self._pace("chat.postMessage")
-        response = self.client.chat_postMessage(channel=channel, text=text, blocks=list(blocks), thread_ts=thread_ts)
+        with self._paced("chat.postMessage"):
+            response = self.client.chat_postMessage(
+                channel=channel, text=text, blocks=list(blocks), thread_ts=thread_ts
+            )
         return str(response.get("channel") or channel), str(response["ts"])
 
     def update(self, channel: str, ts: str, text: str, blocks: Sequence[Block | dict[str, Any]]) -> None:
         """chat.update: replace a message's text and blocks."""
-        self._pace("chat.update")
-        self.client.chat_update(channel=channel, ts=ts, text=text, blocks=list(blocks))
+        with self._paced("chat.update"):
+            self.client.chat_update(channel=channel, ts=ts, text=text, blocks=list(blocks))

@@ -130,7 +130,7 @@ class SlackStandIn:
         self.uploads: dict[str, bytes] = {}
         self._replies: dict[str, deque[Reply]] = {}
         self._buckets: dict[str, TokenBucket] = {}
-        self._noise: dict[str, tuple[float, random.Random]] = {}
+        self._noise: dict[str, tuple[float, random.Random, float]] = {}
         self.rate_limited: dict[str, int] = {}
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
@@ -184,10 +184,10 @@ class SlackStandIn:
         with self._cond:
             self._buckets[api_method] = TokenBucket(per_second, burst, integer_retry_after)
 
-    def inject_429s(self, api_method: str, probability: float, seed: int = 7) -> None:
-        """Also answer a random share of `api_method` calls with 429 (Retry-After: 1), as a busy workspace might."""
+    def inject_429s(self, api_method: str, probability: float, retry_after: float = 1.0, seed: int = 7) -> None:
+        """Also answer a random share of `api_method` calls with 429 + Retry-After, as a busy workspace might."""
         with self._cond:
-            self._noise[api_method] = (probability, random.Random(seed))
+            self._noise[api_method] = (probability, random.Random(seed), retry_after)
 
     def add_usergroup(self, group_id: str, handle: str, users: list[str]) -> None:
         """A user group for usergroups.list / usergroups.users.list."""
@@ -275,7 +275,7 @@ class SlackStandIn:
         wait = 0.0
         noise = self._noise.get(api_method)
         if noise is not None and noise[1].random() < noise[0]:
-            wait = 1.0
+            wait = noise[2]
         bucket = self._buckets.get(api_method)
         if not wait and bucket is not None:
             wait = bucket.take(time.monotonic())

@@ -1,0 +1,385 @@
+"""Nudges: DM a person their MFA set-up steps, at most once per NUDGE_COOLDOWN_HOURS, never dropped.
+
+One DM per person covers all their violating IAM users across accounts (one re-check button per
+IAM user). Every attempt claims the person's cooldown window in the store first
+(`claim_nudge_window`, decided by the database, so every process honours it), then opens the
+DM and posts it, paced at Slack's documented rates (`bot.pacing`); a 429 is waited out by the
+client's retry handler. The outcome is always recorded (`sent`, `skipped_cooldown`, or `failed`
+with Slack's error) in the nudge log and the audit trail.
+
+"Nudge all" enqueues one item per person in the store's outbox first, then a worker works it
+off (`claim_pending_nudge` / `complete_nudge`); a worker starts with `serve` and resumes what a
+stopped process left. A process killed while one DM was in flight leaves that item's cooldown
+window claimed under the item's own tag: the resumed item then finds its own claim, cannot know
+whether Slack got the DM, and records it as failed ("delivery unknown") instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from bot import messages
+from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
+from bot.models import AuditResult, UserFinding
+from bot.store import process_identity
+
+if TYPE_CHECKING:
+    from bot.store import OutboxItem
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 900.0  # longer than one item can take, 429 waits included (bot.slack bounds them)
+POLL_SECONDS = 30.0
+FLUSH_SECONDS = 15.0
+OUTBOX_TAG = "#outbox-"
+INTERRUPTED = "interrupted while sending (the process stopped): delivery unknown, not repeated"
+NOTHING_LEFT = "nothing to nudge: fixed before the DM went"
+
+
+def arn_user(arn: str) -> tuple[str, str]:
+    """(account id, IAM user name) of a user ARN (`arn:aws:iam::123456789012:user/path/name`)."""
+    parts = arn.split(":", 5)
+    account_id = parts[4] if len(parts) > 4 else ""
+    resource = parts[5] if len(parts) > 5 else arn
+    return account_id, resource.rsplit("/", 1)[-1]
+
+
+def targets_from_arns(arns: Iterable[str]) -> list[UserFinding]:
+    """The IAM users a DM is about, from their ARNs alone (enough to render the steps)."""
+    users = []
+    for arn in dict.fromkeys(arns):
+        account_id, user_name = arn_user(arn)
+        users.append(
+            UserFinding(
+                account_id=account_id,
+                user_name=user_name,
+                arn=arn,
+                console_access=True,
+                mfa_devices=(),
+                status="violation",
+            )
+        )
+    return users
+
+
+@dataclass(frozen=True)
+class NudgeResult:
+    """One DM attempt: sent, skipped (cooldown: when and by whom the last one went) or failed."""
+
+    outcome: str
+    slack_user_id: str
+    arns: tuple[str, ...]
+    last_at: str | None = None
+    last_by: str | None = None
+    error: str | None = None
+    channel: str | None = None
+    ts: str | None = None
+
+
+@dataclass(frozen=True)
+class NudgeAnswer:
+    """What the admin who asked is told (ephemeral), and the outcome for the audit trail."""
+
+    outcome: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BatchQueued:
+    """A "Nudge all": its batch, the people and IAM users queued, and violators without a Slack person."""
+
+    batch_id: str
+    people: int
+    queued: int
+    users: int
+    no_person: tuple[str, ...]
+    text: str
+
+
+@dataclass
+class _Tally:
+    remaining: int
+    notify: Callable[[str], None] | None
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
+class Nudger:
+    """Nudges for one process: single DMs, "Nudge all" batches, and the outbox items a worker hands in."""
+
+    desk: Desk
+    lease_seconds: float = LEASE_SECONDS
+    wake: Callable[[], None] = lambda: None
+    _dirty: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _batches: dict[str, _Tally] = field(default_factory=dict)
+
+    @property
+    def cooldown(self) -> timedelta:
+        return timedelta(hours=self.desk.config.nudge_cooldown_hours)
+
+    # -- one DM -----------------------------------------------------------------------------
+
+    def deliver(
+        self, person: str, arns: Sequence[str], requested_by: str, item: OutboxItem | None = None
+    ) -> NudgeResult:
+        """Claim the person's window, DM them about their still-open `arns`, record the outcome."""
+        desk, store = self.desk, self.desk.store
+        open_arns = {e.arn for e in store.open_episodes()}
+        arns = tuple(a for a in dict.fromkeys(arns) if a in open_arns)
+        if not arns:
+            return self._finish(NudgeResult("failed", person, (), error=NOTHING_LEFT), requested_by, item)
+        tag = requested_by if item is None else f"{requested_by}{OUTBOX_TAG}{item.id}"
+        claim = store.claim_nudge_window(person, self.cooldown, desk.clock(), tag)
+        if not claim.won:
+            if item is not None and claim.claimed_by == tag:
+                return self._finish(NudgeResult("failed", person, arns, error=INTERRUPTED), requested_by, item)
+            by = claim.claimed_by.split(OUTBOX_TAG, 1)[0]
+            result = NudgeResult(
+                "skipped_cooldown",
+                person,
+                arns,
+                last_at=desk.when(claim.claimed_at),
+                last_by=by,
+                error=f"cooldown: last DM at {claim.claimed_at.isoformat()} by {by}",
+            )
+            return self._finish(result, requested_by, item)
+        message = messages.nudge_dm(person, targets_from_arns(arns), desk.aliases, requested_by)
+        try:
+            channel = desk.slack.open_dm(person)
+            channel, ts = desk.slack.post(channel, message.text, message.blocks)
+        except SLACK_ERRORS as exc:
+            store.release_nudge_window(claim)
+            result = NudgeResult("failed", person, arns, error=slack_error(exc))
+            logger.warning("a nudge DM could not be sent: %s", result.error)
+            return self._finish(result, requested_by, item)
+        return self._finish(NudgeResult("sent", person, arns, channel=channel, ts=ts), requested_by, item)
+
+    def _finish(self, result: NudgeResult, requested_by: str, item: OutboxItem | None) -> NudgeResult:
+        desk = self.desk
+        now = desk.clock()
+        if item is not None:
+            desk.store.complete_nudge(item.id, result.outcome, result.error, now, result.channel, result.ts)
+        elif result.arns or result.outcome != "failed":
+            desk.store.record_nudge(
+                result.slack_user_id,
+                result.arns,
+                requested_by,
+                now,
+                result.outcome,
+                result.error,
+                result.channel,
+                result.ts,
+            )
+        detail = " ".join(result.arns) + (f" ({result.error})" if result.error else "")
+        desk.record(requested_by, "nudge", result.slack_user_id, detail, outcome=result.outcome)
+        if result.outcome == "sent":
+            with self._lock:
+                self._dirty.update(result.arns)
+        return result
+
+    def flush_rows(self) -> int:
+        """Show the nudges sent since the last flush in the digest (chat.update, coalesced per message)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return 0
+        try:
+            return refresh_rows(self.desk, dirty)
+        except Exception:
+            logger.exception("could not update the digest rows after nudges")
+            return 0
+
+    # -- asked for by an admin --------------------------------------------------------------
+
+    def nudge_user(
+        self, requested_by: str, account_id: str, user_name: str, result: AuditResult | None = None
+    ) -> NudgeAnswer:
+        """Nudge the person behind one IAM user (the digest's Nudge button)."""
+        result = self.desk.annotated(result or self.desk.recent_audit())
+        account = next((a for a in result.accounts if a.account_id == account_id), None)
+        if account is not None and account.error:
+            return NudgeAnswer("error", f":warning: {account.label} could not be audited just now: nothing was sent.")
+        found = next((u for u in account.users if u.user_name == user_name), None) if account else None
+        if found is None:
+            return NudgeAnswer(
+                "not_found", f"No IAM user {messages.code(user_name)} in account {account_id}: nothing was sent."
+            )
+        return self.nudge_finding(requested_by, found, result, annotated=True)
+
+    def nudge_finding(
+        self, requested_by: str, user: UserFinding, result: AuditResult, annotated: bool = False
+    ) -> NudgeAnswer:
+        """Nudge the person behind `user`: one DM about all of their violating IAM users."""
+        if not annotated:
+            result = self.desk.annotated(result)
+            user = next((u for u in result.violations if u.arn == user.arn), user)
+        labels = {a.account_id: a.label for a in result.accounts}
+        label = labels.get(user.account_id, user.account_id)
+        if user.status != "violation":
+            return NudgeAnswer(
+                "noop",
+                f"{messages.code(user.user_name)} in {messages.escape(label)} is {user.status.replace('_', ' ')}: "
+                "nothing to nudge.",
+            )
+        person = user.slack_user_id
+        if not person:
+            text = (
+                f"No Slack person found for {messages.code(user.user_name)} in {messages.escape(label)}: "
+                f"link one with `/mfa-check link {user.user_name} @person`. Nothing was sent."
+            )
+            return NudgeAnswer("no_person", text)
+        theirs = [u for u in result.violations if u.slack_user_id == person]
+        sent = self.deliver(person, [u.arn for u in theirs], requested_by)
+        if sent.outcome == "sent":
+            self.flush_rows()
+            names = [(u.user_name, labels.get(u.account_id, u.account_id)) for u in theirs if u.arn in sent.arns]
+            return NudgeAnswer("sent", messages.nudge_sent_text(person, names))
+        if sent.outcome == "skipped_cooldown":
+            text = messages.nudge_skipped_text(
+                person, sent.last_at or "?", sent.last_by or "", self.desk.config.nudge_cooldown_hours
+            )
+            return NudgeAnswer("skipped_cooldown", text)
+        if sent.error == NOTHING_LEFT:
+            return NudgeAnswer("noop", f"<@{person}> has no open violation left: nothing was sent.")
+        return NudgeAnswer("failed", messages.nudge_failed_text(person, sent.error or "unknown error"))
+
+    def enqueue_all(
+        self,
+        requested_by: str,
+        result: AuditResult | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> BatchQueued:
+        """ "Nudge all": one outbox item per person with open violations; the worker sends them at Slack's pace."""
+        desk = self.desk
+        result = desk.annotated(result or desk.recent_audit())
+        open_arns = {e.arn for e in desk.store.open_episodes()}
+        by_person: dict[str, list[str]] = {}
+        no_person = []
+        for user in result.violations:
+            if user.arn not in open_arns:
+                continue
+            if user.slack_user_id:
+                by_person.setdefault(user.slack_user_id, []).append(user.arn)
+            else:
+                no_person.append(f"{user.user_name} ({user.account_id})")
+        now = desk.clock()
+        batch_id = f"nudge-all:{requested_by}:{now:%Y%m%dT%H%M}"
+        queued = desk.store.enqueue_nudges(batch_id, by_person.items(), requested_by, now) if by_person else 0
+        if queued:
+            with self._lock:
+                self._batches[batch_id] = _Tally(remaining=queued, notify=notify)
+        desk.record(requested_by, "nudge_all", None, f"{batch_id}: {queued} of {len(by_person)} people queued")
+        self.wake()
+        users = sum(len(v) for v in by_person.values())
+        rate = desk.slack.rates.get("conversations.open")
+        seconds = 1.0 / rate.per_second if rate else 1.0
+        text = messages.nudge_all_queued_text(queued, users, no_person, seconds)
+        if by_person and not queued:
+            text = "This Nudge all was already queued a moment ago: nothing more was queued."
+        if result.errors:
+            text += f"\n:warning: {len(result.errors)} account(s) could not be audited: their users were not nudged."
+        return BatchQueued(batch_id, len(by_person), queued, users, tuple(no_person), text)
+
+    # -- the outbox -------------------------------------------------------------------------
+
+    def work_one(self, worker_id: str) -> NudgeResult | None:
+        """Lease the oldest queued DM and deliver it; None when the outbox is empty."""
+        item = self.desk.store.claim_pending_nudge(worker_id, self.desk.clock(), self.lease_seconds)
+        if item is None:
+            return None
+        result = self.deliver(item.slack_user_id, item.arns, item.requested_by, item=item)
+        self._count(item.batch_id, result)
+        return result
+
+    def _count(self, batch_id: str, result: NudgeResult) -> None:
+        with self._lock:
+            tally = self._batches.get(batch_id)
+            if tally is None:
+                return
+            tally.remaining -= 1
+            if result.outcome == "sent":
+                tally.sent += 1
+            elif result.outcome == "skipped_cooldown":
+                tally.skipped += 1
+            else:
+                tally.failed += 1
+            done = tally.remaining <= 0
+            if done:
+                del self._batches[batch_id]
+        if done and tally.notify is not None:
+            try:
+                tally.notify(messages.nudge_batch_done_text(tally.sent, tally.skipped, tally.failed))
+            except Exception:
+                logger.exception("could not tell the admin that Nudge all finished")
+
+
+class NudgeWorker:
+    """A thread that works off the nudge outbox: started with `serve`, so pending items resume."""
+
+    def __init__(
+        self,
+        nudger: Nudger,
+        worker_id: str | None = None,
+        poll_seconds: float = POLL_SECONDS,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        self.nudger = nudger
+        self.worker_id = worker_id or process_identity()
+        self.poll_seconds = poll_seconds
+        self.flush_seconds = flush_seconds
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        nudger.wake = self.wake
+
+    def wake(self) -> None:
+        """Look at the outbox now (something was queued)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="nudge-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the DM in hand (never in the middle of one), waiting up to `timeout` seconds."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_until_idle(self) -> list[NudgeResult]:
+        """Deliver every queued DM in this thread (tests, benchmarks); returns the results."""
+        results = []
+        while not self._stop.is_set():
+            result = self.nudger.work_one(self.worker_id)
+            if result is None:
+                break
+            results.append(result)
+        self.nudger.flush_rows()
+        return results
+
+    def _run(self) -> None:
+        flushed = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                result = self.nudger.work_one(self.worker_id)
+            except Exception:
+                logger.exception("the nudge worker failed; retrying in %.0f s", self.poll_seconds)
+                self._stop.wait(self.poll_seconds)
+                continue
+            if result is None or time.monotonic() - flushed >= self.flush_seconds:
+                self.nudger.flush_rows()
+                flushed = time.monotonic()
+            if result is None:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
