@@ -1,0 +1,211 @@
+"""Re-check: confirm IAM users' MFA live (GetLoginProfile + ListMFADevices), not from the credential report.
+
+The "I've set it up – re-check" button re-checks one IAM user in its own account (through
+AWS_ROLE_NAME for member accounts, as the audit does). Only the Slack person the identity chain
+links to that IAM user, or an admin, may press it. Fixed (an MFA device, or no console password
+any more, or the user is gone): the violation episode is closed and the digest row shows it.
+Still missing: the person is told exactly what (no device enabled, or a virtual device that was
+created but never enabled).
+
+The scheduled re-check (every RECHECK_INTERVAL_MINUTES) does the same for every open episode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bot import aws, messages, service
+from bot.digest import Desk, refresh_rows
+from bot.identity import Roles
+from bot.models import LiveState, UserFinding
+from bot.store import SCHEDULER, Episode
+
+logger = logging.getLogger(__name__)
+
+REFUSAL = ":no_entry: Only the person this reminder is for, or an MFA-bot admin, can re-check it."
+
+
+def verdict(state: LiveState, pending_virtual: bool = False) -> tuple[bool, str]:
+    """(fixed?, why): the rule applied to a live state, in words for the person. Pure."""
+    if not state.exists:
+        return True, "the IAM user no longer exists"
+    if not state.console_access:
+        return True, "it has no console password any more"
+    if state.mfa_devices:
+        kinds = ", ".join(sorted({d.type for d in state.mfa_devices}))
+        return True, f"an MFA device is enabled ({kinds})"
+    if pending_virtual:
+        return False, (
+            "a virtual MFA device was created for it but never enabled. Finish it: in the console choose "
+            "*Assign MFA device* again, or run `aws iam enable-mfa-device` with two consecutive codes."
+        )
+    return False, "no MFA device is enabled, and it has a console password."
+
+
+def pending_virtual_device(iam: Any, user_name: str) -> bool:
+    """True when an unassigned virtual MFA device carries the user's name (created, never enabled)."""
+    paginator = iam.get_paginator("list_virtual_mfa_devices")
+    for page in paginator.paginate(AssignmentStatus="Unassigned", PaginationConfig={"PageSize": 1000}):
+        for device in page["VirtualMFADevices"]:
+            if device.get("SerialNumber", "").rsplit("/", 1)[-1] == user_name:
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class RecheckAnswer:
+    """The result of one button press: refused, fixed (thanks), missing (what), or error."""
+
+    outcome: str  # "refused" | "fixed" | "still_missing" | "error"
+    text: str
+    arn: str | None = None
+
+
+@dataclass(frozen=True)
+class RecheckSummary:
+    """One scheduled re-check of the open episodes."""
+
+    checked: int = 0
+    fixed: tuple[str, ...] = ()
+    failed_accounts: tuple[str, ...] = ()
+
+
+class Rechecker:
+    """Live re-checks for the button and the schedule; AWS sessions come from `session_factory`."""
+
+    def __init__(
+        self,
+        desk: Desk,
+        roles: Roles,
+        session_factory: Callable[[], boto3.session.Session] = aws.make_session,
+    ) -> None:
+        self.desk = desk
+        self.roles = roles
+        self.session_factory = session_factory
+
+    def _label(self, account_id: str) -> str:
+        alias = self.desk.aliases.get(account_id)
+        return f"{alias} ({account_id})" if alias else account_id
+
+    def _targets(self) -> tuple[boto3.session.Session, dict[str, service.AccountTarget], str]:
+        base = self.session_factory()
+        targets, partition = service.account_targets(self.desk.config, base)
+        return base, {t.account_id: t for t in targets}, partition
+
+    def _open_episode(self, account_id: str, user_name: str) -> Episode | None:
+        return next((e for e in self.desk.store.open_episodes(account_id) if e.user_name == user_name), None)
+
+    def _person(self, iam: Any, arn: str, account_id: str, user_name: str) -> str | None:
+        """The Slack person of an IAM user through the identity chain (its tags read live)."""
+        links = self.desk.store.links()
+        if arn in links:
+            return links[arn]
+        finding = UserFinding(
+            account_id=account_id,
+            user_name=user_name,
+            arn=arn,
+            console_access=True,
+            mfa_devices=(),
+            status="violation",
+            tags=aws.user_tags(iam, user_name),
+        )
+        return self.desk.identity.resolve(finding, links)
+
+    def recheck(self, clicker: str, account_id: str, user_name: str) -> RecheckAnswer:
+        """The button: authorise the clicker, check the user live, close the episode when fixed."""
+        desk = self.desk
+        try:
+            base, targets, partition = self._targets()
+            target = targets.get(account_id)
+            if target is None:
+                desk.record(clicker, "recheck", f"{account_id}:{user_name}", "account not audited", outcome="error")
+                return RecheckAnswer("error", f"Account {account_id} is not audited by this bot: nothing was checked.")
+            iam = service.iam_client(desk.config, base, target)
+            episode = self._open_episode(account_id, user_name)
+            arn = episode.arn if episode else f"arn:{partition}:iam::{account_id}:user/{user_name}"
+            if not self.roles.is_admin(clicker) and self._person(iam, arn, account_id, user_name) != clicker:
+                desk.record(clicker, "refused:recheck", None, None, outcome="refused")
+                return RecheckAnswer("refused", REFUSAL)
+            state = aws.live_state(iam, user_name)
+            fixed, why = verdict(state)
+            if not fixed:
+                fixed, why = verdict(state, pending_virtual_device(iam, user_name))
+        except (service.TargetsError, ClientError, BotoCoreError) as exc:
+            error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
+            logger.warning("re-check failed: %s", error)
+            desk.record(clicker, "recheck", f"{account_id}:{user_name}", error, outcome="error")
+            text = f":warning: I could not check {messages.code(user_name)} just now ({messages.escape(error)})."
+            return RecheckAnswer("error", text + " Try again in a minute.")
+        label = self._label(account_id)
+        if not fixed:
+            desk.record(clicker, "recheck", arn, why, outcome="still_missing")
+            return RecheckAnswer("still_missing", messages.recheck_missing(user_name, label, why), arn)
+        if episode is not None:
+            desk.store.close_episode(arn, desk.clock())
+        desk.record(clicker, "recheck", arn, why, outcome="fixed")
+        self._refresh([arn])
+        return RecheckAnswer("fixed", messages.recheck_thanks(user_name, label), arn)
+
+    def _refresh(self, arns: Iterable[str]) -> None:
+        try:
+            refresh_rows(self.desk, arns)
+        except Exception:
+            logger.exception("could not update the digest rows after a re-check")
+
+    def recheck_open(self) -> RecheckSummary:
+        """The schedule: check every open episode live; close (and show in the digest) the fixed ones."""
+        desk = self.desk
+        episodes = desk.store.open_episodes()
+        if not episodes:
+            return RecheckSummary()
+        by_account: dict[str, list[Episode]] = {}
+        for episode in episodes:
+            by_account.setdefault(episode.account_id, []).append(episode)
+        try:
+            base, targets, _ = self._targets()
+        except (service.TargetsError, ClientError, BotoCoreError) as exc:
+            logger.warning("scheduled re-check: the accounts could not be listed (%s)", exc)
+            return RecheckSummary(failed_accounts=tuple(by_account))
+        fixed: list[str] = []
+        failed: list[str] = []
+        checked = 0
+        for account_id, open_here in sorted(by_account.items()):
+            target = targets.get(account_id)
+            if target is None:
+                failed.append(account_id)
+                continue
+            try:
+                iam = service.iam_client(desk.config, base, target)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("scheduled re-check of %s failed: %s", account_id, aws.describe_error(exc))
+                failed.append(account_id)
+                continue
+
+            def live(episode: Episode, iam: Any = iam) -> tuple[Episode, LiveState | None]:
+                try:
+                    return episode, aws.live_state(iam, episode.user_name)
+                except (ClientError, BotoCoreError) as exc:
+                    logger.warning("scheduled re-check of one user failed: %s", aws.describe_error(exc))
+                    return episode, None
+
+            workers = max(1, min(desk.config.live_check_concurrency, len(open_here)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="recheck") as pool:
+                for episode, state in pool.map(live, open_here):
+                    if state is None:
+                        continue
+                    checked += 1
+                    if verdict(state)[0] and desk.store.close_episode(episode.arn, desk.clock()) is not None:
+                        fixed.append(episode.arn)
+        if fixed:
+            self._refresh(fixed)
+        detail = f"{checked} checked live, {len(fixed)} fixed, {len(failed)} accounts not reachable"
+        desk.record(SCHEDULER, "recheck_scheduled", None, detail, outcome="ok" if not failed else "partial")
+        logger.info("scheduled re-check: %s", detail)
+        return RecheckSummary(checked=checked, fixed=tuple(fixed), failed_accounts=tuple(failed))

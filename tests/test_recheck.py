@@ -1,0 +1,122 @@
+"""Re-check: live against moto's IAM (GetLoginProfile + ListMFADevices), who may press it, what it changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from bot import service
+from bot.demo import demo_client
+from bot.digest import post_scheduled_digest
+from bot.identity import Roles
+from bot.models import LiveState, MfaDevice
+from bot.recheck import REFUSAL, Rechecker, verdict
+from bot.store import Store
+from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn
+from tests.workflow_helpers import Clock, config_for, make_desk
+
+ACCOUNT = "123456789012"  # moto's account
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    with SlackStandIn(members=MEMBERS) as running:
+        yield running
+
+
+@pytest.fixture
+def rechecker(store: Store, standin: SlackStandIn, demo_account: str) -> Rechecker:
+    """The demo account audited once (episodes for bob, erin, ivan) and its digest posted."""
+    clock = Clock(datetime.now(UTC))
+    config = config_for(standin, aws_endpoint_url=demo_account)
+    desk = make_desk(
+        store, standin, lambda: service.run_audit(config, now=clock()), clock=clock, aws_endpoint_url=demo_account
+    )
+    assert post_scheduled_digest(desk, clock()).ok
+    standin.clear()
+    return Rechecker(desk, Roles(config.admin_user_ids))
+
+
+def enable_mfa(moto_url: str, user: str) -> None:
+    iam = demo_client(moto_url)
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"{user}-phone")["VirtualMFADevice"]["SerialNumber"]
+    iam.enable_mfa_device(
+        UserName=user, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
+    )
+
+
+def open_names(store: Store) -> set[str]:
+    return {e.user_name for e in store.open_episodes()}
+
+
+def test_verdict_in_words() -> None:
+    console = LiveState(console_since=datetime(2026, 1, 1, tzinfo=UTC))
+    assert verdict(console) == (False, "no MFA device is enabled, and it has a console password.")
+    assert "created for it but never enabled" in verdict(console, pending_virtual=True)[1]
+    device = MfaDevice("arn:aws:iam::1:u2f/user/bob/key", "fido")
+    assert verdict(LiveState(console_since=console.console_since, mfa_devices=(device,))) == (
+        True,
+        "an MFA device is enabled (fido)",
+    )
+    assert verdict(LiveState())[0] and verdict(LiveState(exists=False))[0]  # no password; user gone
+
+
+def test_the_person_is_told_exactly_what_is_missing(rechecker: Rechecker, standin: SlackStandIn) -> None:
+    bob = rechecker.recheck("U0BOB0001", ACCOUNT, "bob")  # bob by his slack-user-id tag
+    assert bob.outcome == "still_missing" and "no MFA device is enabled" in bob.text
+    erin = rechecker.recheck("U0ERIN001", ACCOUNT, "erin")  # erin by her email tag
+    assert erin.outcome == "still_missing" and "created for it but never enabled" in erin.text
+    assert open_names(rechecker.desk.store) == {"bob", "erin", "ivan"}
+    assert not standin.calls("chat.update")
+
+
+def test_only_the_person_or_an_admin_may_recheck(rechecker: Rechecker) -> None:
+    refused = rechecker.recheck(NOBODY, ACCOUNT, "bob")
+    assert (refused.outcome, refused.text) == ("refused", REFUSAL)
+    assert "bob" not in refused.text
+    assert rechecker.recheck("U0ERIN001", ACCOUNT, "bob").outcome == "refused"  # someone else's IAM user
+    trail = rechecker.desk.store.actions(action="refused:recheck")
+    assert [(t.actor, t.outcome, t.target) for t in trail] == [
+        ("U0ERIN001", "refused", None),
+        (NOBODY, "refused", None),
+    ]
+    assert rechecker.recheck(ADMIN, ACCOUNT, "ivan").outcome == "still_missing"  # admins may
+    assert rechecker.recheck("U0IVAN001", ACCOUNT, "ivan").outcome == "still_missing"  # ivan + EMAIL_DOMAIN
+
+
+def test_fixed_closes_the_episode_and_marks_the_digest_row_fixed(
+    rechecker: Rechecker, standin: SlackStandIn, demo_account: str
+) -> None:
+    enable_mfa(demo_account, "bob")
+    answer = rechecker.recheck("U0BOB0001", ACCOUNT, "bob")
+    assert answer.outcome == "fixed" and "Thank you" in answer.text and "`bob`" in answer.text
+    assert open_names(rechecker.desk.store) == {"erin", "ivan"}
+    (update,) = standin.calls("chat.update")
+    text = json.dumps(update.payload["blocks"], ensure_ascii=False)
+    assert ":white_check_mark: *fixed* at" in text and "<@U0BOB0001> · `bob`" in text
+    assert '"value": "123456789012:bob"' not in text  # no Nudge button on a fixed row
+    assert '"value": "123456789012:erin"' in text
+    (trail,) = rechecker.desk.store.actions(action="recheck")
+    assert (trail.actor, trail.outcome) == ("U0BOB0001", "fixed")
+
+
+def test_scheduled_recheck_closes_the_ones_fixed_meanwhile(
+    rechecker: Rechecker, standin: SlackStandIn, demo_account: str
+) -> None:
+    enable_mfa(demo_account, "ivan")
+    demo_client(demo_account).delete_login_profile(UserName="erin")  # no console password: fixed too
+    summary = rechecker.recheck_open()
+    assert summary.checked == 3 and not summary.failed_accounts
+    assert {arn.rsplit("/", 1)[-1] for arn in summary.fixed} == {"ivan", "erin"}
+    assert open_names(rechecker.desk.store) == {"bob"}
+    (update,) = standin.calls("chat.update")  # both rows are in one message: one update
+    assert json.dumps(update.payload["blocks"]).count("*fixed* at") == 2
+    assert rechecker.recheck_open().fixed == ()  # nothing more to close
+
+
+def test_an_account_the_bot_does_not_audit_is_an_error(rechecker: Rechecker) -> None:
+    answer = rechecker.recheck(ADMIN, "999999999999", "bob")
+    assert answer.outcome == "error" and "not audited" in answer.text
