@@ -28,6 +28,10 @@ from bot.models import AuditResult
 from bot.slack import make_web_client
 
 if TYPE_CHECKING:
+    from bot.digest import Desk
+    from bot.nudges import Nudger
+    from bot.pacing import PacedSlack
+    from bot.recheck import Rechecker
     from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ logger = logging.getLogger(__name__)
 LISTENER_THREADS = 32  # Bolt listeners only ack and hand work over: many at once, each brief
 JOB_THREADS = 8  # the work after the ack (audits, store writes, messages)
 SIGNATURE_MAX_AGE_SECONDS = 300
+RECENT_AUDIT_SECONDS = 300  # a nudge may use an audit this old (a re-check button corrects the rest)
 
 
 def utc_now() -> datetime:
@@ -92,8 +97,9 @@ class Services:
     """What the listeners (and later the scheduler) need, passed in rather than looked up.
 
     `audit` runs the audit over every configured account; `store` is the history (None: not
-    configured, then exempt/unexempt/link say so and change nothing); `digest` posts one digest
-    now (None until that feature exists).
+    configured, then exempt/unexempt/link/nudge say so and change nothing); `digest` posts one
+    digest now. With a store, `desk` (the digest's edges), `nudger` and `rechecker` serve the
+    buttons, the slash command and the scheduler alike.
     """
 
     audit: Callable[[], AuditResult]
@@ -103,10 +109,20 @@ class Services:
     clock: Callable[[], datetime] = utc_now
     digest: Callable[[], Any] | None = None
     jobs: Executor = field(default_factory=lambda: ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="mfa-job"))
+    desk: Desk | None = None
+    nudger: Nudger | None = None
+    rechecker: Rechecker | None = None
     shared_audit: SharedAudit = field(init=False)
 
     def __post_init__(self) -> None:
         self.shared_audit = SharedAudit(self.audit)
+
+    def recent_audit(self) -> AuditResult:
+        """The last audit when it is at most RECENT_AUDIT_SECONDS old, else a new one (single flight)."""
+        last = self.shared_audit.last
+        if last is not None and (self.clock() - last.generated_at).total_seconds() <= RECENT_AUDIT_SECONDS:
+            return last
+        return self.shared_audit(time.monotonic())
 
     def links(self) -> dict[str, str]:
         """Stored IAM ARN -> Slack ID links (empty without a store)."""
@@ -123,14 +139,20 @@ class Services:
             logger.exception("could not write the audit trail entry %s/%s", action, outcome)
 
 
-def build_services(config: Config, client: WebClient, store: Store | None = None) -> Services:
-    """Production wiring: the recorded audit (stored exemptions honoured, scans kept), directory, roles."""
+def build_services(
+    config: Config, client: WebClient, store: Store | None = None, slack: PacedSlack | None = None
+) -> Services:
+    """Production wiring: the recorded audit (stored exemptions honoured, scans kept), directory, roles.
+
+    With a store, the digest, nudges and re-checks are wired too (`slack`: the paced Web API
+    calls they make; default: Slack's documented rates).
+    """
     from bot import service
 
     def audit() -> AuditResult:
         return service.run_recorded_audit(config, store)
 
-    return Services(
+    services = Services(
         audit=audit,
         roles=Roles(config.admin_user_ids, client=client, usergroup=config.admin_usergroup),
         identity=IdentityChain(
@@ -142,6 +164,33 @@ def build_services(config: Config, client: WebClient, store: Store | None = None
         store=store,
         digest=_digest_function(config),
     )
+    if store is not None:
+        _wire_workflows(config, client, store, services, slack)
+    return services
+
+
+def _wire_workflows(
+    config: Config, client: WebClient, store: Store, services: Services, slack: PacedSlack | None
+) -> None:
+    """The digest, nudges and re-checks over the same audit, identity chain, roles and clock."""
+    from bot.digest import Desk, post_manual_digest
+    from bot.nudges import Nudger
+    from bot.recheck import Rechecker
+
+    desk = Desk.create(
+        config,
+        client,
+        store,
+        slack=slack,
+        identity=services.identity,
+        fresh_audit=lambda: services.shared_audit(time.monotonic()),
+        recent_audit=services.recent_audit,
+        clock=services.clock,
+    )
+    services.desk = desk
+    services.nudger = Nudger(desk)
+    services.rechecker = Rechecker(desk, services.roles)
+    services.digest = lambda: 0 if post_manual_digest(desk, "slack").ok else 1
 
 
 def _digest_function(config: Config) -> Callable[[], Any] | None:
@@ -205,7 +254,7 @@ def create_app(
     Calls auth.test once (fails fast on a bad token). Listeners find `services` in their
     `context` (a global middleware puts it there).
     """
-    from handlers import commands
+    from handlers import actions, commands
 
     client = client or make_web_client(config)
     app = App(
@@ -225,4 +274,5 @@ def create_app(
         return next()
 
     commands.register(app)
+    actions.register(app)
     return app

@@ -26,6 +26,7 @@ from bot.config import Config, ConfigError
 from bot.slack import make_web_client
 
 if TYPE_CHECKING:
+    from bot.scheduler import Background
     from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -46,13 +47,17 @@ class Runtime:
     client: WebClient
     services: Services
     store: Store | None
+    background: Background | None = None
 
 
 def check_config(config: Config) -> None:
     """Raise ConfigError (one line) when serve cannot start with this configuration."""
+    from bot.scheduler import check_schedule
+
     config.require("SLACK_BOT_TOKEN")
     if not config.socket_mode:
         config.require("SLACK_SIGNING_SECRET")
+    check_schedule(config)
 
 
 def check_token(client: WebClient) -> None:
@@ -75,15 +80,24 @@ def open_store(config: Config) -> Store:
         raise ConfigError(f"DATABASE_URL: {exc}") from None
 
 
-def build_runtime(config: Config, services_factory: Callable[..., Services] = build_services) -> Runtime:
-    """Open the store, create the Slack client and the Bolt app, in the process that will serve."""
+def build_runtime(
+    config: Config, services_factory: Callable[..., Services] = build_services, background: bool = True
+) -> Runtime:
+    """Open the store, create the Slack client and the Bolt app, in the process that will serve.
+
+    With `background`, the scheduler (digest, re-check, prune) and the nudge worker start here, so
+    they run in this serving process (the gunicorn worker in HTTP mode) with its store and client.
+    """
+    from bot.scheduler import start_background
+
     store = open_store(config)
     client = make_web_client(config)
     services = services_factory(config, client, store)
     app = create_app(config, services, client)
-    # Scheduler seam (a later issue): start bot.scheduler here with `services`, so its jobs run in
-    # this serving process (the gunicorn worker in HTTP mode) and share the store and client.
-    return Runtime(app=app, client=client, services=services, store=store)
+    runtime = Runtime(app=app, client=client, services=services, store=store)
+    if background:
+        runtime.background = start_background(config, services)
+    return runtime
 
 
 def serve(config: Config) -> int:
@@ -111,6 +125,8 @@ def run_socket_mode(config: Config, runtime: Runtime) -> int:
     logger.info("connected to Slack over Socket Mode")
     stop.wait()
     logger.info("stopping")
+    if runtime.background is not None:
+        runtime.background.stop()
     handler.close()
     if runtime.store is not None:
         runtime.store.close()

@@ -112,7 +112,7 @@ def run_command(
     elif isinstance(command, grammar.Link):
         _link(services, client, caller, command, respond, asked_at)
     elif isinstance(command, grammar.Nudge):
-        _answer(respond, messages.text_message("Nudges from `/mfa-check` are not available yet: nothing was sent."))
+        _nudge(services, caller, command, respond, asked_at)
     elif isinstance(command, grammar.Digest):
         _digest(services, caller, respond)
 
@@ -271,7 +271,29 @@ def _link(
     _answer(respond, messages.text_message(text), replace=True)
 
 
+def _nudge(services: Services, caller: str, command: grammar.Nudge, respond: Responder, asked_at: float) -> None:
+    """`nudge NAME` / `nudge all`: the same as the digest's buttons, on the audit this command ran."""
+    if services.nudger is None:
+        _no_store(respond)
+        return
+    result = _auditing(services, respond, asked_at)
+    if command.user is None:
+        queued = services.nudger.enqueue_all(
+            caller, result, notify=lambda text: _answer(respond, messages.text_message(text))
+        )
+        _answer(respond, messages.text_message(queued.text), replace=True)
+        return
+    user = _one_user(result, command.user, respond)
+    if user is None:
+        return
+    answer = services.nudger.nudge_finding(caller, user, result)
+    _answer(respond, messages.text_message(answer.text), replace=True)
+
+
 def _digest(services: Services, caller: str, respond: Responder) -> None:
+    if services.desk is not None:
+        _digest_from_desk(services, caller, respond)
+        return
     if services.digest is None:
         _answer(respond, messages.text_message("The digest is not available yet in this version: nothing was posted."))
         return
@@ -280,4 +302,24 @@ def _digest(services: Services, caller: str, respond: Responder) -> None:
     ok = outcome in (0, None, True)
     services.record(caller, "digest", None, None, outcome="ok" if ok else "failed")
     text = "The digest was posted." if ok else ":warning: The digest could not be posted; see the bot's log."
+    _answer(respond, messages.text_message(text), replace=True)
+
+
+def _digest_from_desk(services: Services, caller: str, respond: Responder) -> None:
+    """A manual digest (its own period: the scheduled one still goes out)."""
+    from bot.digest import post_manual_digest
+
+    desk = services.desk
+    assert desk is not None
+    if not desk.config.digest_channel:
+        _answer(respond, messages.text_message("DIGEST_CHANNEL is not set: nothing was posted."))
+        return
+    _answer(respond, messages.text_message(":hourglass_flowing_sand: Posting the digest…"))
+    outcome = post_manual_digest(desk, caller)
+    if outcome.ok:
+        text = f"The digest was posted to <#{desk.config.digest_channel}> ({outcome.rows} rows)."
+    elif outcome.posted:
+        text = f":warning: The digest was posted, but {outcome.failed_parts} thread messages could not be."
+    else:
+        text = f":warning: The digest could not be posted ({messages.escape(outcome.reason)})."
     _answer(respond, messages.text_message(text), replace=True)

@@ -6,7 +6,6 @@ a SQLite store. Socket Mode: the same command dispatched through Bolt without HT
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import logging
@@ -238,16 +237,6 @@ def test_unparsable_text_gets_usage_and_changes_nothing(served_app: ServedApp, t
     store = served_app.services.store
     assert store is not None
     assert not store.actions() and not store.links() and not store.active_exemptions(datetime.now(UTC))
-
-
-def test_nudge_and_digest_say_they_are_not_available_yet(served_app: ServedApp) -> None:
-    for text in ["nudge bob", "nudge all"]:
-        _, url = served_app.command(text)
-        assert "not available yet" in served_app.answers(url)[0]["text"]
-    assert not served_app.standin.calls("chat.postMessage")
-    if importlib.util.find_spec("bot.digest") is None:
-        _, url = served_app.command("digest")
-        assert "not available yet" in served_app.answers(url)[0]["text"]
 
 
 # -- signatures, health ---------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""Buttons: "Nudge" and "Nudge all" in the digest, "I've set it up – re-check" in the nudge DM.
+
+Each listener acks at once and hands the work to the job pool. Answers to the clicker are
+ephemeral (response_url). Only admins may nudge; a refusal names no IAM user and goes to the
+audit trail. Only the person the DM is for (by the identity chain) or an admin may re-check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot import messages
+from bot.app import Services
+from bot.digest import SLACK_ERRORS, slack_error
+from bot.slack import Responder, make_responder
+
+logger = logging.getLogger(__name__)
+
+Job = Callable[[Services, Mapping[str, Any]], None]
+
+
+def register(app: App) -> None:
+    """Register the digest and DM button listeners."""
+    app.action(messages.NUDGE_ACTION)(on_nudge)
+    app.action(messages.NUDGE_ALL_ACTION)(on_nudge_all)
+    app.action(messages.RECHECK_ACTION)(on_recheck)
+
+
+def on_nudge(ack: Ack, body: dict, context: dict, logger: Any) -> None:
+    """A digest row's "Nudge" (admins): DM that IAM user's person their steps."""
+    ack()
+    _submit(context, run_nudge, body, logger)
+
+
+def on_nudge_all(ack: Ack, body: dict, context: dict, logger: Any) -> None:
+    """The digest's "Nudge all" (admins): queue one DM per person with violations."""
+    ack()
+    _submit(context, run_nudge_all, body, logger)
+
+
+def on_recheck(ack: Ack, body: dict, context: dict, logger: Any) -> None:
+    """The DM's re-check (its person or an admin): check that IAM user live now."""
+    ack()
+    _submit(context, run_recheck, body, logger)
+
+
+def _submit(context: dict, job: Job, body: dict, log: Any) -> None:
+    try:
+        services: Services = context["services"]
+        services.jobs.submit(_run_logged, job, services, dict(body))
+    except Exception:
+        log.exception("could not start the %s button", job.__name__)
+
+
+def _run_logged(job: Job, services: Services, body: Mapping[str, Any]) -> None:
+    try:
+        job(services, body)
+    except Exception:
+        logger.exception("the %s button failed", job.__name__)
+        try:
+            _tell(_responder(body), ":warning: Something went wrong; the error is in the bot's log.")
+        except Exception:
+            logger.exception("could not tell the clicker that the button failed")
+
+
+def _responder(body: Mapping[str, Any]) -> Responder:
+    url = body.get("response_url")
+    if url:
+        return make_responder(str(url))
+
+    def nowhere(**message: Any) -> None:
+        logger.warning("no response_url in the action payload: the answer cannot be delivered")
+
+    return nowhere  # type: ignore[return-value]
+
+
+def _tell(respond: Responder, text: str) -> None:
+    message = messages.text_message(text)
+    respond(text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False)
+
+
+def _clicker(body: Mapping[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")
+
+
+def _value(body: Mapping[str, Any]) -> str:
+    actions = body.get("actions") or [{}]
+    return str(actions[0].get("value") or "")
+
+
+def _admin_only(services: Services, body: Mapping[str, Any], action: str, respond: Responder) -> str | None:
+    """The clicker when an admin; otherwise refuse (naming no IAM user, audit trail) and return None."""
+    clicker = _clicker(body)
+    if clicker and services.roles.is_admin(clicker):
+        return clicker
+    services.record(clicker or "unknown", f"refused:{action}", None, None, outcome="refused")
+    _tell(respond, messages.REFUSAL)
+    return None
+
+
+def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
+    """Nudge the person behind the clicked row, or say why not (cooldown: when and by whom)."""
+    respond = _responder(body)
+    clicker = _admin_only(services, body, "nudge", respond)
+    if clicker is None:
+        return
+    if services.nudger is None:
+        _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
+        return
+    parsed = messages.parse_user_value(_value(body))
+    if parsed is None:
+        _tell(respond, "That button does not name an IAM user: nothing was sent.")
+        return
+    answer = services.nudger.nudge_user(clicker, *parsed)
+    _tell(respond, answer.text)
+
+
+def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
+    """Queue a DM for every person with violations; they go out at Slack's pace."""
+    respond = _responder(body)
+    clicker = _admin_only(services, body, "nudge_all", respond)
+    if clicker is None:
+        return
+    if services.nudger is None:
+        _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
+        return
+    queued = services.nudger.enqueue_all(clicker, notify=lambda text: _tell(respond, text))
+    _tell(respond, queued.text)
+
+
+def run_recheck(services: Services, body: Mapping[str, Any]) -> None:
+    """Re-check one IAM user live; fixed: thank in the DM (in place), else say what is missing."""
+    respond = _responder(body)
+    clicker = _clicker(body)
+    value = _value(body)
+    parsed = messages.parse_user_value(value)
+    if services.rechecker is None or parsed is None:
+        _tell(respond, "I cannot re-check this one: ask an admin to run `/mfa-check user NAME`.")
+        return
+    answer = services.rechecker.recheck(clicker, *parsed)
+    if answer.outcome != "fixed":
+        _tell(respond, answer.text)
+        return
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    blocks = (body.get("message") or {}).get("blocks")
+    if not (channel and ts and blocks) or services.desk is None:
+        _tell(respond, answer.text)
+        return
+    try:
+        updated = messages.dm_after_recheck(blocks, value, answer.text)
+        services.desk.slack.update(str(channel), str(ts), "Thank you: MFA is on", updated)
+    except SLACK_ERRORS as exc:
+        logger.warning("could not update the DM after a re-check: %s", slack_error(exc))
+        _tell(respond, answer.text)

@@ -1,0 +1,141 @@
+"""The buttons and `/mfa-check nudge`, in process over real sockets: signed block_actions to the real WSGI app,
+answers through the stand-in, IAM from moto's server seeded with the demo account, a SQLite store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.app import build_services, create_app
+from bot.config import Config
+from bot.demo import demo_client
+from bot.nudges import NudgeWorker
+from bot.pacing import PacedSlack
+from bot.server import wsgi_app
+from bot.slack import make_web_client
+from bot.store import Store
+from tests.fixtures_slack import ServedApp, serve_wsgi
+from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, action_body, post, sign
+from tests.workflow_helpers import CHANNEL
+
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def bot(slack_config: Config, slack_standin: SlackStandIn) -> Iterator[ServedApp]:
+    """The production wiring with a digest channel, Slack calls paced 1000x faster than documented."""
+    config = dataclasses.replace(slack_config, digest_channel=CHANNEL)
+    client = make_web_client(config)
+    store = Store.open(config.database_url)
+    services = build_services(config, client, store, slack=PacedSlack.scaled(client, 1000))
+    server, url = serve_wsgi(wsgi_app(create_app(config, services, client)))
+    try:
+        yield ServedApp(url=url, standin=slack_standin, services=services, config=config)
+    finally:
+        server.shutdown()
+        server.server_close()
+        services.jobs.shutdown(wait=True)
+        store.close()
+
+
+def click(bot: ServedApp, action_id: str, value: str, user: str, channel: str = CHANNEL, message: Any = None) -> str:
+    """A signed button click; returns its response_url."""
+    response_url = bot.standin.response_url()
+    body = action_body(action_id, value, user, response_url, channel=channel, message=message)
+    assert post(bot.url, "/slack/events", body, sign(body, bot.config.slack_signing_secret or "")).status == 200
+    return response_url
+
+
+def answer(bot: ServedApp, response_url: str) -> dict:
+    (only,) = bot.answers(response_url)
+    assert only["response_type"] == "ephemeral" and only.get("replace_original") is False
+    return only
+
+
+def digest_message(bot: ServedApp) -> dict:
+    assert bot.services.digest is not None and bot.services.digest() == 0
+    (posted,) = bot.standin.calls("chat.postMessage")
+    store = bot.services.store
+    assert store is not None
+    return {"ts": store.last_digest(CHANNEL).message_ts, "blocks": posted.payload["blocks"]}
+
+
+def test_nudge_button_admin_dm_then_cooldown_non_admin_refused(bot: ServedApp) -> None:
+    message = digest_message(bot)
+    sent = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))
+    assert "DM sent to <@U0BOB0001>" in sent["text"]
+    dms = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "D0BOB0001"]
+    assert len(dms) == 1 and "aws iam enable-mfa-device" in json.dumps(dms[0].payload["blocks"])
+    update = bot.standin.wait_for(lambda: bot.standin.calls("chat.update"))[0]
+    assert update.payload["ts"] == message["ts"] and f"_nudged by <@{ADMIN}> at" in json.dumps(update.payload)
+
+    refused = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", NOBODY, message=message))
+    assert "Only MFA-bot admins" in refused["text"] and "bob" not in json.dumps(refused)
+    again = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))
+    assert "Skipped: <@U0BOB0001> was last nudged at" in again["text"] and f"by <@{ADMIN}>" in again["text"]
+    assert len([p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "D0BOB0001"]) == 1
+    store = bot.services.store
+    assert store is not None
+    assert [a.outcome for a in store.actions(action="refused:nudge")] == ["refused"]
+
+
+def test_nudge_all_button_queues_and_the_worker_sends_one_dm_per_person(bot: ServedApp) -> None:
+    message = digest_message(bot)
+    queued = answer(bot, click(bot, "nudge_all", "all", ADMIN, message=message))
+    assert "Queued 3 DMs (3 IAM users)" in queued["text"]
+    assert bot.services.nudger is not None
+    NudgeWorker(bot.services.nudger).run_until_idle()
+    dms = sorted(p.payload["channel"] for p in bot.standin.calls("chat.postMessage") if p.payload["channel"][0] == "D")
+    assert dms == ["D0BOB0001", "D0ERIN001", "D0IVAN001"]
+    refused = answer(bot, click(bot, "nudge_all", "all", NOBODY, message=message))
+    assert "Only MFA-bot admins" in refused["text"]
+
+
+def test_slash_nudge_name_and_nudge_all_do_what_the_buttons_do(bot: ServedApp) -> None:
+    _, url = bot.command("nudge erin")
+    final = bot.final(url)
+    assert "DM sent to <@U0ERIN001> about `erin` in acme-demo (123456789012)" in final["text"]
+    _, url = bot.command("nudge all")
+    text = json.dumps(bot.final(url))
+    assert "Queued 3 DMs" in text  # the cooldown is decided when each DM goes
+    assert bot.services.nudger is not None
+    results = NudgeWorker(bot.services.nudger).run_until_idle()
+    assert sorted((r.slack_user_id, r.outcome) for r in results) == [
+        ("U0BOB0001", "sent"),
+        ("U0ERIN001", "skipped_cooldown"),
+        ("U0IVAN001", "sent"),
+    ]
+    done = bot.answers(url, count=3)[-1]
+    assert done["text"] == "Nudge all finished: 2 sent, 1 skipped (cooldown), 0 failed."
+
+
+def test_recheck_button_thanks_in_the_dm_in_place(bot: ServedApp, demo_account: str) -> None:
+    digest_message(bot)
+    assert bot.services.nudger is not None
+    bot.services.nudger.nudge_user(ADMIN, ACCOUNT, "bob")
+    (dm,) = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "D0BOB0001"]
+    dm_message = {"ts": "1700000000.000001", "blocks": dm.payload["blocks"]}
+    missing = answer(bot, click(bot, "recheck", f"{ACCOUNT}:bob", "U0BOB0001", "D0BOB0001", dm_message))
+    assert "still needs MFA: no MFA device is enabled" in missing["text"]
+    iam = demo_client(demo_account)
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="bob-key")["VirtualMFADevice"]["SerialNumber"]
+    iam.enable_mfa_device(
+        UserName="bob", SerialNumber=serial, AuthenticationCode1="111111", AuthenticationCode2="222222"
+    )
+    bot.standin.clear()
+    click(bot, "recheck", f"{ACCOUNT}:bob", "U0BOB0001", "D0BOB0001", dm_message)
+    updates = bot.standin.wait_for(
+        lambda: [u for u in bot.standin.calls("chat.update") if u.payload["channel"] == "D0BOB0001"]
+    )
+    text = json.dumps(updates[0].payload["blocks"], ensure_ascii=False)
+    assert updates[0].payload["ts"] == dm_message["ts"]
+    assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text and "All set" in text
+    digest_update = bot.standin.wait_for(
+        lambda: [u for u in bot.standin.calls("chat.update") if u.payload["channel"] == CHANNEL]
+    )
+    assert "*fixed* at" in json.dumps(digest_update[-1].payload["blocks"])
