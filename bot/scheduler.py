@@ -198,7 +198,9 @@ class BotScheduler:
         scheduler.start()
         self._scheduler = scheduler
         if self.digest_enabled:
-            scheduler.add_job(_logged(self.run_due_digest, "digest catch-up"), id="digest-catch-up")
+            scheduler.add_job(
+                _logged(self.run_due_digest, "digest catch-up"), id="digest-catch-up", name="digest catch-up"
+            )
             job = scheduler.get_job("digest")
             when = getattr(job, "next_run_time", None)
             logger.info(
