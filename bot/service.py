@@ -81,7 +81,7 @@ def account_targets(config: Config, session: boto3.session.Session) -> tuple[lis
     The base credentials' own account is read with those credentials, without a role.
     """
     try:
-        _, sts = aws.clients_for(session, config.aws_endpoint_url, 1)
+        sts = aws.service_client(session, "sts", config.aws_endpoint_url, config.live_check_concurrency)
         own_account, partition = aws.account_identity(sts)
         if config.aws_organization:
             listed = aws.organization_accounts(session, config.aws_endpoint_url)
@@ -100,11 +100,13 @@ def account_targets(config: Config, session: boto3.session.Session) -> tuple[lis
 
 def iam_client(config: Config, base: boto3.session.Session, target: AccountTarget) -> Any:
     """An IAM client for one account: the base credentials, or the target's role assumed (may raise)."""
-    iam, sts = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency)
-    if target.role_arn:
-        credentials = aws.assume_role(sts, target.role_arn, config.aws_external_id)
-        iam, _ = aws.clients_for(base, config.aws_endpoint_url, config.live_check_concurrency, credentials)
-    return iam
+    endpoint, concurrency = config.aws_endpoint_url, config.live_check_concurrency
+    if not target.role_arn:
+        return aws.service_client(base, "iam", endpoint, concurrency)
+    credentials = aws.assume_role(
+        aws.service_client(base, "sts", endpoint, concurrency), target.role_arn, config.aws_external_id
+    )
+    return aws.service_client(base, "iam", endpoint, concurrency, credentials)
 
 
 def audit_target(

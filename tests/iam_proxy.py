@@ -1,17 +1,23 @@
-"""A small local HTTP proxy in front of moto's server: delays, counts and breaks AWS calls.
+"""A small local HTTP proxy in front of moto: delays, counts and breaks AWS calls.
 
-Used by the integration tests (fault injection) and by benchmarks/scan.py (a fixed delay per
-call standing in for the network to AWS, and calls counted per action).
+Used by the integration tests (fault injection) and by the benchmarks (a fixed delay per call
+standing in for the network to AWS, and calls counted per action). It is a WSGI middleware
+served by werkzeug's threaded server; behind it either moto's own server over HTTP (the tests)
+or moto's WSGI dispatcher in the same process (`python -m tests.iam_proxy`, the benchmarks'
+stand-in in its own process: one HTTP hop instead of two).
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import sys
 import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -57,12 +63,101 @@ def access_key_of(headers: Any) -> str:
     return rest.split("/", 1)[0]
 
 
-class IamProxy:
-    """Forward to `upstream_url`, after `delay_seconds`, unless a fault is set for the action."""
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-    def __init__(self, upstream_url: str, delay_seconds: float = 0.0) -> None:
+
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").title()] = environ[key]
+    return headers
+
+
+def _wsgi_handler(app: WsgiApp) -> type[BaseHTTPRequestHandler]:
+    """A keep-alive HTTP/1.1 handler calling a WSGI app (werkzeug's server closes every connection,
+    which AWS does not: a new TCP connection per call would dominate a benchmark's CPU)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in separate writes
+
+        def log_message(self, *args: object) -> None:  # no line per request
+            return
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path, _, query = self.path.partition("?")
+            environ: dict[str, Any] = {
+                "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
+                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(self.server.server_address[1]),
+                "SERVER_PROTOCOL": self.request_version, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+                "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": True,
+                "wsgi.multiprocess": False, "wsgi.run_once": False, "REMOTE_ADDR": self.client_address[0],
+            }  # fmt: skip
+            for key, value in self.headers.items():
+                name = "HTTP_" + key.upper().replace("-", "_")
+                if name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                    environ[name] = value
+            started: list[Any] = []
+            data = b"".join(app(environ, lambda status, headers, exc_info=None: started.extend([status, headers])))
+            status, headers = started
+            self.send_response(int(status.split(" ", 1)[0]), status.partition(" ")[2])
+            for key, value in headers:
+                if key.lower() not in HOP_BY_HOP | {"content-length", "server", "date"}:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_GET = do_PUT = do_DELETE = _handle
+
+    return Handler
+
+
+class ForwardTo:
+    """A WSGI app that forwards each request to an upstream HTTP server (one connection per thread)."""
+
+    def __init__(self, upstream_url: str) -> None:
         parsed = urllib.parse.urlsplit(upstream_url)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+        return conn
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read()
+        path = environ.get("PATH_INFO", "/") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+        headers = {k: v for k, v in _request_headers(environ).items() if k.lower() not in HOP_BY_HOP}
+        for attempt in range(2):
+            conn = self._connection()
+            try:
+                conn.request(environ["REQUEST_METHOD"], path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+        skip = HOP_BY_HOP | {"content-length", "server", "date"}
+        out = [(k, v) for k, v in response.getheaders() if k.lower() not in skip]
+        start_response(f"{response.status} {response.reason}", [*out, ("Content-Length", str(len(data)))])
+        return [data]
+
+
+class IamProxy:
+    """Serve `upstream` (a URL, or a WSGI app) after `delay_seconds`, unless a fault is set for the action."""
+
+    def __init__(self, upstream: str | WsgiApp, delay_seconds: float = 0.0) -> None:
+        self.inner: WsgiApp = ForwardTo(upstream) if isinstance(upstream, str) else upstream
         self.delay_seconds = delay_seconds
         self.calls: Counter[str] = Counter()
         self.faults: dict[str, Fault] = {}
@@ -71,15 +166,13 @@ class IamProxy:
         self._keys_in_flight: Counter[str] = Counter()
         self.max_keys_in_flight = 0  # distinct credentials (= accounts, with assumed roles) at once
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _wsgi_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="iam-proxy", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def total_calls(self) -> int:
@@ -95,6 +188,13 @@ class IamProxy:
         with self._lock:
             self.calls.clear()
             self.max_in_flight = self.max_keys_in_flight = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "calls": dict(self.calls),
+            "max_in_flight": self.max_in_flight,
+            "max_keys_in_flight": self.max_keys_in_flight,
+        }
 
     def __enter__(self) -> IamProxy:
         self._thread.start()
@@ -115,116 +215,72 @@ class IamProxy:
                     del self.faults[action]
             return fault
 
-    def _upstream(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection(*self.upstream, timeout=60)
-            self._local.conn = conn
-        return conn
-
-    def _forward(self, method: str, path: str, body: bytes, headers: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-        send_headers = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
-        for attempt in range(2):
-            conn = self._upstream()
-            try:
-                conn.request(method, path, body=body, headers=send_headers)
-                response = conn.getresponse()
-                data = response.read()
-                return response.status, response.getheaders(), data
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                self._local.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go in separate writes
-
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                return
-
-            def _reply(self, status: int, data: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if self.path.startswith("/__proxy__/"):
-                    if self.path == "/__proxy__/reset":
-                        proxy.reset_counts()
-                    stats = {"calls": dict(proxy.calls), "max_in_flight": proxy.max_in_flight,
-                             "max_keys_in_flight": proxy.max_keys_in_flight}  # fmt: skip
-                    self._reply(200, json.dumps(stats).encode())
-                    return
-                action = action_of(body, self.headers)
-                key = access_key_of(self.headers)
-                with proxy._lock:
-                    proxy.calls[action] += 1
-                    proxy.in_flight += 1
-                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
-                    proxy._keys_in_flight[key] += 1
-                    proxy.max_keys_in_flight = max(proxy.max_keys_in_flight, len(+proxy._keys_in_flight))
-                try:
-                    if proxy.delay_seconds:
-                        time.sleep(proxy.delay_seconds)
-                    fault = proxy._take_fault(action, body)
-                    if fault is not None:
-                        json_protocol = bool(self.headers.get("X-Amz-Target"))
-                        content_type = "application/x-amz-json-1.1" if json_protocol else "text/xml"
-                        status, headers = fault.status, [("Content-Type", content_type)]
-                        data = error_body(fault.code, fault.message, json_protocol)
-                    else:
-                        status, headers, data = proxy._forward(self.command, self.path, body, self.headers)
-                finally:
-                    with proxy._lock:
-                        proxy.in_flight -= 1
-                        proxy._keys_in_flight[key] -= 1
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in HOP_BY_HOP | {"content-length", "server", "date"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_POST = do_GET = _handle
-
-        return Handler
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        if environ.get("PATH_INFO", "").startswith("/__proxy__/"):
+            if environ["PATH_INFO"] == "/__proxy__/reset":
+                self.reset_counts()
+            data = json.dumps(self.stats()).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        headers = _request_headers(environ)
+        action = action_of(body, headers)
+        key = access_key_of(headers)
+        with self._lock:
+            self.calls[action] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._keys_in_flight[key] += 1
+            self.max_keys_in_flight = max(self.max_keys_in_flight, len(+self._keys_in_flight))
+        try:
+            if self.delay_seconds:
+                time.sleep(self.delay_seconds)
+            fault = self._take_fault(action, body)
+            if fault is None:
+                return list(self.inner(environ, start_response))
+            json_protocol = bool(headers.get("X-Amz-Target"))
+            data = error_body(fault.code, fault.message, json_protocol)
+            content_type = "application/x-amz-json-1.1" if json_protocol else "text/xml"
+            start_response(
+                f"{fault.status} Injected", [("Content-Type", content_type), ("Content-Length", str(len(data)))]
+            )
+            return [data]
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self._keys_in_flight[key] -= 1
 
 
-def _serve_forever() -> None:
-    """`python -m tests.iam_proxy --delay-ms 100`: moto's server and this proxy in their own process.
-
-    Prints `moto=URL proxy=URL` on one line; GET /__proxy__/stats on the proxy returns its counts
-    as JSON and POST /__proxy__/reset clears them. Benchmarks use it so that the AWS stand-in
-    does not share the bot's interpreter (and its GIL).
-    """
-    import argparse
-    import signal
-
+def moto_wsgi_app() -> WsgiApp:
+    """moto's own WSGI dispatcher (every service), for a stand-in without a second HTTP hop."""
     from moto import backends
-
-    from bot.demo import local_iam_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     # moto lists its own package folder (a few hundred isdir calls) on every request, under a
     # lock: a third of its CPU per call. The list never changes while it runs: list it once.
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def _serve_forever() -> None:
+    """`python -m tests.iam_proxy --delay-ms 100`: moto behind this proxy, in their own process.
+
+    Prints `moto=URL proxy=URL` on one line (moto= is undelayed, for seeding); GET
+    /__proxy__/stats returns the counts as JSON and POST /__proxy__/reset clears them.
+    Benchmarks use it so that the AWS stand-in does not share the bot's interpreter (its GIL).
+    """
+    import argparse
+    import signal
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args()
-    with local_iam_server() as moto_url, IamProxy(moto_url, delay_seconds=args.delay_ms / 1000) as proxy:
-        print(f"moto={moto_url} proxy={proxy.url}", flush=True)
+    moto = moto_wsgi_app()
+    with IamProxy(moto) as direct, IamProxy(moto, delay_seconds=args.delay_ms / 1000) as proxy:
+        print(f"moto={direct.url} proxy={proxy.url}", flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
 
 
