@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -323,7 +322,11 @@ class Nudger:
 
 
 class NudgeWorker:
-    """A thread that works off the nudge outbox: started with `serve`, so pending items resume."""
+    """Threads that work off the nudge outbox: started with `serve`, so pending items resume.
+
+    One thread delivers DMs one after another (paced); another shows them in the digest rows
+    every `flush_seconds` (chat.update has its own rate limit, so DMs never wait for it).
+    """
 
     def __init__(
         self,
@@ -338,7 +341,8 @@ class NudgeWorker:
         self.flush_seconds = flush_seconds
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flush_now = threading.Event()
+        self._threads: list[threading.Thread] = []
         nudger.wake = self.wake
 
     def wake(self) -> None:
@@ -346,19 +350,24 @@ class NudgeWorker:
         self._wake.set()
 
     def start(self) -> None:
-        """Start the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="nudge-worker", daemon=True)
-        self._thread.start()
+        """Start the delivery and the digest-row threads."""
+        self._threads = [
+            threading.Thread(target=self._run, name="nudge-worker", daemon=True),
+            threading.Thread(target=self._flush_loop, name="nudge-rows", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         """Stop after the DM in hand (never in the middle of one), waiting up to `timeout` seconds."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._flush_now.set()
+        for thread in self._threads:
+            thread.join(timeout)
 
     def run_until_idle(self) -> list[NudgeResult]:
-        """Deliver every queued DM in this thread (tests, benchmarks); returns the results."""
+        """Deliver every queued DM in this thread, then update the digest rows (tests, benchmarks)."""
         results = []
         while not self._stop.is_set():
             result = self.nudger.work_one(self.worker_id)
@@ -369,7 +378,6 @@ class NudgeWorker:
         return results
 
     def _run(self) -> None:
-        flushed = time.monotonic()
         while not self._stop.is_set():
             try:
                 result = self.nudger.work_one(self.worker_id)
@@ -377,9 +385,14 @@ class NudgeWorker:
                 logger.exception("the nudge worker failed; retrying in %.0f s", self.poll_seconds)
                 self._stop.wait(self.poll_seconds)
                 continue
-            if result is None or time.monotonic() - flushed >= self.flush_seconds:
-                self.nudger.flush_rows()
-                flushed = time.monotonic()
             if result is None:
+                self._flush_now.set()
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.is_set():
+            self._flush_now.wait(self.flush_seconds)
+            self._flush_now.clear()
+            self.nudger.flush_rows()
+        self.nudger.flush_rows()

@@ -141,8 +141,8 @@ class Rechecker:
             error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
             logger.warning("re-check failed: %s", error)
             desk.record(clicker, "recheck", f"{account_id}:{user_name}", error, outcome="error")
-            text = f":warning: I could not check {messages.code(user_name)} just now ({messages.escape(error)})."
-            return RecheckAnswer("error", text + " Try again in a minute.")
+            text = f":warning: I could not check just now ({messages.escape(error)}). Try again in a minute."
+            return RecheckAnswer("error", text)
         label = self._label(account_id)
         if not fixed:
             desk.record(clicker, "recheck", arn, why, outcome="still_missing")

@@ -199,3 +199,47 @@ def test_two_bot_processes_due_at_the_same_minute_post_exactly_one_digest(
     with Store.open(migrated_url) as store:
         digest = store.last_digest(CHANNEL)
         assert digest is not None and not digest.period_key.startswith("manual")
+
+
+def test_python_m_bot_digest_posts_one_now_under_its_own_period(moto_url: str, tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in FAKE_AWS_ENV.items():
+            env.setenv(key, value)
+        seed_demo_account(demo_client(moto_url))
+    database_url = f"sqlite:///{tmp_path / 'bot.db'}"
+    with SlackStandIn(members=MEMBERS) as standin:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(REPO),
+            "HOME": str(tmp_path),
+            **FAKE_AWS_ENV,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_ENDPOINT_URL": moto_url,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_API_URL": standin.api_url,
+            "EMAIL_DOMAIN": "example.com",
+            "DATABASE_URL": database_url,
+            "DIGEST_CHANNEL": CHANNEL,
+        }
+
+        def run(**extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "bot", "digest"],
+                cwd=tmp_path,
+                env={**env, **extra},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        done = run()
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"digest posted to {CHANNEL}: 3 rows in 1 messages"
+        (digest,) = to(CHANNEL)(standin)
+        assert "<@U0BOB0001> · `bob`" in text_of(digest)
+        refused = run(DIGEST_CHANNEL="")
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == "error: DIGEST_CHANNEL is required for this command but is not set"
+    with Store.open(database_url) as store:
+        assert store.last_digest(CHANNEL).period_key.startswith("manual-")  # the scheduled one still goes out

@@ -240,3 +240,20 @@ def test_a_second_nudge_all_skips_everyone_in_cooldown(store: Store, standin: Sl
         "Nudge all finished: 5 sent, 0 skipped (cooldown), 0 failed.",
         "Nudge all finished: 0 sent, 5 skipped (cooldown), 0 failed.",
     ]
+
+
+def test_the_worker_threads_deliver_what_is_queued_and_show_it_in_the_digest(
+    store: Store, standin: SlackStandIn
+) -> None:
+    desk = make_desk(store, standin, many_people(5))
+    post_scheduled_digest(desk, desk.clock())
+    nudger = Nudger(desk)
+    worker = NudgeWorker(nudger, poll_seconds=5, flush_seconds=0.2)
+    worker.start()
+    try:
+        nudger.enqueue_all(ADMIN)  # wakes the worker: no waiting for the poll
+        standin.wait_for(lambda: len(delivered_channels(standin)) == 5, 4)
+        standin.wait_for(lambda: [u for u in standin.calls("chat.update") if dm_text(u).count("_nudged by") == 6], 4)
+    finally:
+        worker.stop()
+    assert not store.pending_nudges() and max(delivered_channels(standin).values()) == 1
