@@ -25,11 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
 
 from bot import service  # noqa: E402
 from bot.config import Config  # noqa: E402
-from bot.demo import DEMO_REGION, demo_client  # noqa: E402
+from bot.demo import DEMO_REGION, add_user, demo_client, role_client  # noqa: E402
 
 ROLE = "MfaBotAudit"
 
@@ -41,22 +40,10 @@ def child_cpu_seconds(pid: int) -> float:
 
 
 def seed_account(moto_url: str, account_id: str, users: int, console: int, violators: int) -> set[tuple[str, str]]:
-    sts = demo_client(moto_url, "sts")
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/{ROLE}", RoleSessionName="seed")["Credentials"]
-    iam = boto3.client(
-        "iam", endpoint_url=moto_url, region_name=DEMO_REGION, aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"],
-    )  # fmt: skip
+    """Create the users of one member account; return the (account, user) pairs to be found."""
+    iam = role_client(moto_url, account_id, ROLE)
     for i in range(users):
-        name = f"u{i:04d}"
-        iam.create_user(UserName=name)
-        if i < console:
-            iam.create_login_profile(UserName=name, Password="Bench-Password-1!")
-            if i >= violators:
-                serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
-                iam.enable_mfa_device(
-                    UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
-                )
+        add_user(iam, f"u{i:04d}", console=i < console, mfa="virtual" if violators <= i < console else None)
     return {(account_id, f"u{i:04d}") for i in range(violators)}
 
 

@@ -25,29 +25,19 @@ from botocore.exceptions import ClientError
 
 from bot import service
 from bot.config import Config
-from bot.demo import demo_client, local_iam_server
+from bot.demo import add_user, demo_client, local_iam_server
 from tests.iam_proxy import IamProxy
 
 
 def seed(iam, users: int, console: int, violators: int) -> set[str]:
     """Create the users; return the names of those who must be found (console, no MFA)."""
-    expected = set()
 
     def create(i: int) -> None:
-        name = f"user{i:05d}"
-        iam.create_user(UserName=name)
-        if i < console:
-            iam.create_login_profile(UserName=name, Password="Bench-Password-1!")
-            if i >= violators:
-                serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
-                iam.enable_mfa_device(
-                    UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
-                )
+        add_user(iam, f"user{i:05d}", console=i < console, mfa="virtual" if violators <= i < console else None)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(create, range(users)))
-    expected = {f"user{i:05d}" for i in range(violators)}
-    return expected
+    return {f"user{i:05d}" for i in range(violators)}
 
 
 def naive_scan(iam) -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,33 +38,57 @@ def demo_client(endpoint_url: str, service: str = "iam") -> Any:
     return boto3.client(service, endpoint_url=endpoint_url, region_name=DEMO_REGION, **DEMO_CREDENTIALS)
 
 
+def add_user(
+    iam: Any,
+    name: str,
+    console: bool = True,
+    mfa: str | None = None,
+    tags: dict[str, str] | None = None,
+    reset: bool = False,
+    account_id: str = "123456789012",
+) -> None:
+    """Create one IAM user: a console password or not, and an MFA device of kind `mfa`.
+
+    `mfa`: None, "virtual", "unenabled-virtual" (created, never enabled), "fido" or "hardware".
+    """
+    iam.create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
+    if console:
+        iam.create_login_profile(UserName=name, Password="Demo-Password-1!", PasswordResetRequired=reset)
+        if reset:  # moto keeps the flag only through UpdateLoginProfile
+            iam.update_login_profile(UserName=name, Password="Demo-Password-1!", PasswordResetRequired=True)
+    serial = None
+    if mfa in ("virtual", "unenabled-virtual"):
+        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
+    elif mfa == "fido":
+        serial = f"arn:aws:iam::{account_id}:u2f/user/{name}/yubikey-{name}"
+    elif mfa == "hardware":
+        serial = f"GAHT{zlib.crc32(name.encode()) % 10**8:08d}"
+    if serial and mfa != "unenabled-virtual":
+        iam.enable_mfa_device(
+            UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
+        )
+
+
 def seed_demo_account(iam: Any) -> None:
     """Create the demo users, devices and tags (every edge case of the rule)."""
     iam.create_account_alias(AccountAlias=DEMO_ACCOUNT_ALIAS)
-    account = boto3.client(
-        "sts", endpoint_url=iam.meta.endpoint_url, region_name=DEMO_REGION, **DEMO_CREDENTIALS
-    ).get_caller_identity()["Account"]
+    account_id = demo_client(iam.meta.endpoint_url, "sts").get_caller_identity()["Account"]
     for name, console, mfa, tags, reset in DEMO_USERS:
-        iam.create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-        if console:
-            iam.create_login_profile(UserName=name, Password="Demo-Password-1!", PasswordResetRequired=reset)
-            if reset:  # moto keeps the flag only through UpdateLoginProfile
-                iam.update_login_profile(UserName=name, Password="Demo-Password-1!", PasswordResetRequired=True)
-        if mfa == "virtual" or mfa == "unenabled-virtual":
-            serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
-            if mfa == "virtual":
-                iam.enable_mfa_device(
-                    UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
-                )
-        elif mfa == "fido":
-            serial = f"arn:aws:iam::{account}:u2f/user/{name}/yubikey-{name}"
-            iam.enable_mfa_device(
-                UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
-            )
-        elif mfa == "hardware":
-            iam.enable_mfa_device(
-                UserName=name, SerialNumber="GAHT12345678", AuthenticationCode1="123456", AuthenticationCode2="654321"
-            )
+        add_user(iam, name, console, mfa, tags, reset, account_id)
+
+
+def role_client(endpoint_url: str, account_id: str, role_name: str, service: str = "iam") -> Any:
+    """A client acting in another account through an assumed role (moto lets any role be assumed)."""
+    role_arn = f"arn:aws:iam::{account_id}:role/{role_name}"
+    creds = demo_client(endpoint_url, "sts").assume_role(RoleArn=role_arn, RoleSessionName="seed")["Credentials"]
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=DEMO_REGION,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
 
 
 @contextlib.contextmanager

@@ -10,35 +10,11 @@ from botocore.stub import Stubber
 
 from bot import aws, service
 from bot.config import Config
-from bot.demo import DEMO_CREDENTIALS, DEMO_REGION, demo_client
+from bot.demo import DEMO_CREDENTIALS, add_user, demo_client, role_client
 from bot.report import exit_code
 
 ROLE = "MfaBotAudit"
 MANAGEMENT = "123456789012"
-
-
-def role_client(moto_url: str, account_id: str, service_name: str = "iam"):
-    sts = demo_client(moto_url, "sts")
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account_id}:role/{ROLE}", RoleSessionName="seed")["Credentials"]
-    return boto3.client(
-        service_name,
-        endpoint_url=moto_url,
-        region_name=DEMO_REGION,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
-
-
-def add_user(iam, name: str, console: bool, mfa: bool) -> None:
-    iam.create_user(UserName=name)
-    if console:
-        iam.create_login_profile(UserName=name, Password="Seed-Password-1!")
-    if mfa:
-        serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
-        iam.enable_mfa_device(
-            UserName=name, SerialNumber=serial, AuthenticationCode1="111111", AuthenticationCode2="222222"
-        )
 
 
 @pytest.fixture
@@ -51,13 +27,12 @@ def organization(demo_account):
         status = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
         ids[name] = status["AccountId"]
     org.close_account(AccountId=ids["retired"])
-    dev = role_client(demo_account, ids["dev"])
+    dev = role_client(demo_account, ids["dev"], ROLE)
     dev.create_account_alias(AccountAlias="acme-dev")
-    add_user(dev, "dev-alice", console=True, mfa=False)
-    add_user(dev, "dev-bob", console=True, mfa=True)
-    prod = role_client(demo_account, ids["prod"])
-    add_user(prod, "prod-carol", console=True, mfa=True)
-    add_user(role_client(demo_account, ids["retired"]), "ghost", console=True, mfa=False)
+    add_user(dev, "dev-alice")
+    add_user(dev, "dev-bob", mfa="virtual")
+    add_user(role_client(demo_account, ids["prod"], ROLE), "prod-carol", mfa="virtual")
+    add_user(role_client(demo_account, ids["retired"], ROLE), "ghost")
     return ids
 
 
