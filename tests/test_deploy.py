@@ -51,3 +51,26 @@ def test_bot_policy_allows_assuming_the_role_and_listing_accounts():
     own = json.loads((ROOT / "iam-policy.json").read_text())["Statement"][0]["Action"]
     assert set(own) <= actions
     assert {a.split(":", 1)[1].lower() for a in actions} >= _actions_called_by_the_collector()
+
+
+def test_the_container_image_holds_everything_the_bot_runs_from(tmp_path):
+    """Copy exactly what the Dockerfile copies and run the demo audit from that tree alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    copied = re.findall(r"^COPY (\S+) ", (ROOT / "Dockerfile").read_text(), flags=re.M)
+    assert "requirements.txt" in copied
+    for source in copied:
+        path = ROOT / source
+        if path.is_dir():
+            shutil.copytree(path, tmp_path / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(path, tmp_path / source)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "check", "--demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the demo account has violations
+    assert "VIOLATIONS (3)" in done.stdout
