@@ -73,6 +73,7 @@ class Desk:
     clock: Callable[[], datetime] = utc_now
     aliases: dict[str, str | None] = field(default_factory=dict)
     refresh_lock: threading.Lock = field(default_factory=threading.Lock)
+    views: dict[str, DigestView] = field(default_factory=dict)  # kept views by "channel period" (immutable)
 
     @classmethod
     def create(
@@ -359,9 +360,12 @@ def post_digest_now(config: Config) -> int:
 
 
 def load_view(store: Store, channel: str, period_key: str) -> DigestView | None:
-    """The view a digest was rendered from (from the audit trail), or None if it is not kept."""
+    """The view a digest was rendered from (from the audit trail), or None if it is not kept.
+
+    Only the newest few kept views are read: rows are updated in the channel's latest digest.
+    """
     target = f"{channel} {period_key}"
-    for action in store.actions(limit=200, action=SNAPSHOT_ACTION):
+    for action in store.actions(limit=10, action=SNAPSHOT_ACTION):
         if action.target == target and action.detail:
             try:
                 return view_from_json(action.detail)
@@ -389,9 +393,11 @@ def refresh_rows(desk: Desk, arns: Iterable[str]) -> int:
         stale = {rows[arn] for arn in wanted if arn in rows}
         if not stale:
             return 0
-        view = load_view(store, channel, digest.period_key)
+        key = f"{channel} {digest.period_key}"
+        view = desk.views.get(key) or load_view(store, channel, digest.period_key)
         if view is None:
             return 0
+        desk.views = {key: view}  # only the latest digest is kept up to date
         updated = 0
         for part in messages.digest_parts(view):
             ts = digest.message_ts if part.index == 0 else next((rows[a] for a in part.arns if a in rows), None)
