@@ -228,6 +228,7 @@ class DigestOutcome:
     messages: int = 0
     rows: int = 0
     failed_parts: int = 0
+    retry: bool = False  # not posted, and the claim was given back: trying again later may post
 
     @property
     def ok(self) -> bool:
@@ -297,7 +298,7 @@ def post_digest(desk: Desk, period_key: str, posted_by: str, requested_by: str) 
         error = slack_error(exc) if isinstance(exc, SLACK_ERRORS) else f"{type(exc).__name__}: {exc}"
         logger.exception("digest %s could not be posted: %s", period_key, error)
         desk.record(requested_by, "digest", channel, f"{period_key}: {error}", outcome="failed")
-        return DigestOutcome(False, period_key, reason=error)
+        return DigestOutcome(False, period_key, reason=error, retry=True)
     store.mark_digest_posted(channel, period_key, top_ts, desk.clock(), thread_ts=top_ts if len(parts) > 1 else None)
     desk.record(requested_by, SNAPSHOT_ACTION, f"{channel} {period_key}", view_to_json(view))
     store.set_digest_rows(channel, period_key, dict.fromkeys(parts[0].arns, top_ts))

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MISFIRE_GRACE_SECONDS = 6 * 3600  # a scheduler thread held up (suspended host) still fires, once
+RETRY_AFTER = timedelta(minutes=10)  # a digest that could not be posted is tried again, the same day
+MAX_RETRIES = 6
 PRUNE_AT = {"hour": 3, "minute": 30}  # daily, in DIGEST_TIMEZONE
 _DOW_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
 
@@ -161,6 +163,8 @@ class BotScheduler:
         self.clock = clock
         self.catchup = catchup  # None: the rest of the fire time's day
         self.trigger = digest_trigger(config)
+        self.retry_after = RETRY_AFTER
+        self._retries = 0
         self._scheduler: BackgroundScheduler | None = None
 
     @property
@@ -174,7 +178,17 @@ class BotScheduler:
         fire = due_fire_time(self.trigger, self.clock(), self.config.digest_timezone, self.catchup)
         if fire is None:
             return None
-        return self.jobs.digest(fire)
+        outcome = self.jobs.digest(fire)
+        if getattr(outcome, "retry", False) and self._scheduler is not None and self._retries < MAX_RETRIES:
+            self._retries += 1
+            when = datetime.now(ZoneInfo(self.config.digest_timezone)) + self.retry_after
+            logger.warning("the digest was not posted; trying again at %s", when.isoformat(timespec="seconds"))
+            self._scheduler.add_job(
+                _logged(self.run_due_digest, "digest retry"), "date", run_date=when, name="digest retry"
+            )
+        elif getattr(outcome, "posted", False):
+            self._retries = 0
+        return outcome
 
     def start(self) -> None:
         """Start the background scheduler, then catch up on a digest missed while the bot was down."""

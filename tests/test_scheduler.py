@@ -187,3 +187,26 @@ def test_serve_refuses_an_invalid_digest_cron_with_one_line_and_exit_2(tmp_path:
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: DIGEST_CRON '0 25 * * *' is not a valid crontab")
     assert "xoxb-secret-value" not in done.stderr + done.stdout
+
+
+def test_a_digest_that_could_not_be_posted_is_tried_again_the_same_day(standin: SlackStandIn) -> None:
+    from bot.digest import DigestOutcome
+
+    calls: list[datetime] = []
+    posted = threading.Event()
+
+    def digest(fire: datetime) -> DigestOutcome:
+        calls.append(fire)
+        if len(calls) == 1:
+            return DigestOutcome(False, "2026-11-27", reason="service_unavailable", retry=True)
+        posted.set()
+        return DigestOutcome(True, "2026-11-27")
+
+    scheduler = BotScheduler(config_for(standin), ScheduledJobs(digest=digest), clock=Clock(FRIDAY_0930))
+    scheduler.retry_after = timedelta(milliseconds=200)
+    scheduler.start()
+    try:
+        assert posted.wait(10)
+    finally:
+        scheduler.shutdown()
+    assert calls == [datetime(2026, 11, 27, 9, 0, tzinfo=UTC)] * 2
