@@ -292,6 +292,8 @@ class Nudger:
 
     def work_one(self, worker_id: str) -> NudgeResult | None:
         """Lease the oldest queued DM and deliver it; None when the outbox is empty."""
+        if not self.desk.store.pending_nudges(limit=1):  # a read: an idle worker takes no write lock
+            return None
         item = self.desk.store.claim_pending_nudge(worker_id, self.desk.clock(), self.lease_seconds)
         if item is None:
             return None
