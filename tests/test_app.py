@@ -423,4 +423,5 @@ def test_manifest_and_procfile() -> None:
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert len(manifest["display_information"]["description"]) <= 140
-    assert (root / "Procfile").read_text().strip() == "web: python -m bot serve"
+    procfile = dict(line.split(": ", 1) for line in (root / "Procfile").read_text().splitlines() if line)
+    assert procfile == {"release": "python -m bot migrate", "web": "python -m bot serve"}

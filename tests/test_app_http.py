@@ -27,7 +27,7 @@ from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn, command_bo
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "gunicorn-test-signing-secret"
-IAM_CALL_DELAY = 1.0  # about ten sequential calls: a ten-second audit
+IAM_CALL_DELAY = 1.5  # about seven calls in sequence (others overlap): a ten-second audit
 
 
 def free_port() -> int:
