@@ -98,8 +98,9 @@ class Services:
 
     `audit` runs the audit over every configured account; `store` is the history (None: not
     configured, then exempt/unexempt/link/nudge say so and change nothing); `digest` posts one
-    digest now. With a store, `desk` (the digest's edges), `nudger` and `rechecker` serve the
-    buttons, the slash command and the scheduler alike.
+    digest now; `audit_account` audits the one account with that id or alias (no accounts in
+    the result: none is configured). With a store, `desk` (the digest's edges), `nudger` and
+    `rechecker` serve the buttons, the slash command and the scheduler alike.
     """
 
     audit: Callable[[], AuditResult]
@@ -108,6 +109,7 @@ class Services:
     store: Store | None = None
     clock: Callable[[], datetime] = utc_now
     digest: Callable[[], Any] | None = None
+    audit_account: Callable[[str], AuditResult] | None = None
     jobs: Executor = field(default_factory=lambda: ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="mfa-job"))
     desk: Desk | None = None
     nudger: Nudger | None = None
@@ -152,8 +154,12 @@ def build_services(
     def audit() -> AuditResult:
         return service.run_recorded_audit(config, store)
 
+    def audit_account(account: str) -> AuditResult:
+        return service.run_recorded_audit(config, store, only=account)
+
     services = Services(
         audit=audit,
+        audit_account=audit_account,
         roles=Roles(config.admin_user_ids, client=client, usergroup=config.admin_usergroup),
         identity=IdentityChain(
             directory=SlackDirectory(client),

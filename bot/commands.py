@@ -14,6 +14,7 @@ from dataclasses import dataclass
 MAX_TEXT_CHARS = 1000
 MAX_REASON_CHARS = 500
 MIN_EXEMPT_DAYS, MAX_EXEMPT_DAYS = 1, 365
+UNKNOWN_COMMAND = "I don't know that command"
 
 # IAM user names: 1-64 of letters, digits and + = , . @ _ - (ASCII only). An optional
 # `ACCOUNT_ID/` prefix picks one account when the same name exists in several.
@@ -21,6 +22,11 @@ _USER_REF = re.compile(r"^(?:(?P<account>\d{12})/)?(?P<name>[A-Za-z0-9+=,.@_-]{1
 _MENTION = re.compile(r"^<@(?P<id>[UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
 _BARE_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _DAYS = re.compile(r"^(?P<n>\d{1,6})d?$", re.IGNORECASE)
+# One account: a 12-digit id, or an account alias as IAM's CreateAccountAlias accepts it
+# (lowercase letters, digits, single hyphens; 3-63 characters; no hyphen first or last).
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_ACCOUNT_ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
+VERBS = frozenset({"help", "me", "digest", "user", "unexempt", "nudge", "exempt", "link"})
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,14 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class AccountAudit:
+    """`ACCOUNT` (a 12-digit id or an account alias): audit that one account."""
+
+    account: str
+    verb = "account"
+
+
+@dataclass(frozen=True)
 class Usage:
     """The text did not parse: show the usage, with `error` saying what was wrong."""
 
@@ -113,13 +127,14 @@ class Usage:
     verb = "usage"
 
 
-Command = Audit | Me | Help | UserDetail | Exempt | Unexempt | Link | Nudge | Digest | Usage
+Command = Audit | Me | Help | UserDetail | Exempt | Unexempt | Link | Nudge | Digest | AccountAudit | Usage
 
-ADMIN_ONLY: tuple[type, ...] = (Audit, UserDetail, Exempt, Unexempt, Link, Nudge, Digest)
+ADMIN_ONLY: tuple[type, ...] = (Audit, UserDetail, Exempt, Unexempt, Link, Nudge, Digest, AccountAudit)
 
 # (form, who, what): the usage table, in the order help shows it.
 GRAMMAR: tuple[tuple[str, str, str], ...] = (
     ("/mfa-check", "admins", "full audit, visible to you only"),
+    ("/mfa-check ACCOUNT", "admins", "audit one account (its 12-digit id or its alias)"),
     ("/mfa-check me", "anyone", "your own IAM user(s) and how to fix them"),
     ("/mfa-check user NAME", "admins", "one IAM user's detail"),
     ("/mfa-check nudge NAME", "admins", "DM the person their MFA set-up steps"),
@@ -152,6 +167,13 @@ def parse_user_ref(token: str) -> UserRef | None:
     if match is None:
         return None
     return UserRef(name=match["name"], account_id=match["account"])
+
+
+def parse_account(token: str) -> str | None:
+    """An account named by its 12-digit id or its alias (not a verb), or None when it cannot be one."""
+    if _ACCOUNT_ID.match(token) or (token not in VERBS and _ACCOUNT_ALIAS.match(token)):
+        return token
+    return None
 
 
 def parse_slack_user(token: str) -> str | None:
@@ -241,4 +263,7 @@ def parse(text: str | None) -> Command:
         return _link(rest)
     if verb in {"help", "me", "digest"}:
         return Usage(f"`{verb}` takes no arguments")
-    return Usage("I don't know that command")
+    account = parse_account(args[0]) if not rest else None
+    if account is not None:
+        return AccountAudit(account=account)
+    return Usage(UNKNOWN_COMMAND)

@@ -94,6 +94,10 @@ def run_command(
     if isinstance(command, grammar.Help):
         _answer(respond, messages.usage_message(is_admin))
         return
+    if isinstance(command, grammar.AccountAudit) and not is_admin:
+        # To anyone else a lone word is no command: the usage, never an audit or a refusal naming it.
+        _answer(respond, messages.usage_message(is_admin, grammar.UNKNOWN_COMMAND))
+        return
     if grammar.requires_admin(command) and not is_admin:
         detail = messages.truncate(str(payload.get("text") or ""), 200)
         services.record(caller or "unknown", f"refused:{command.verb}", None, detail, outcome="refused")
@@ -103,6 +107,8 @@ def run_command(
         _me(services, client, caller, respond, asked_at)
     elif isinstance(command, grammar.Audit):
         _audit(services, client, caller, respond, asked_at)
+    elif isinstance(command, grammar.AccountAudit):
+        _account_audit(services, client, caller, command, respond)
     elif isinstance(command, grammar.UserDetail):
         _user(services, command, respond, asked_at)
     elif isinstance(command, grammar.Exempt):
@@ -132,6 +138,25 @@ def _annotated(services: Services, result: AuditResult) -> AuditResult:
 def _audit(services: Services, client: WebClient, caller: str, respond: Responder, asked_at: float) -> None:
     result = _annotated(services, _auditing(services, respond, asked_at))
     message = messages.audit_message(result)
+    _answer(respond, message, replace=True)
+    if message.file is not None:
+        _send_file(client, caller, message.file, respond)
+
+
+def _account_audit(
+    services: Services, client: WebClient, caller: str, command: grammar.AccountAudit, respond: Responder
+) -> None:
+    """`/mfa-check ACCOUNT`: audit (and record) that one account; an unknown one changes nothing."""
+    wanted = messages.escape(command.account)
+    if services.audit_account is None:
+        _answer(respond, messages.text_message("Auditing one account is not available here: nothing was audited."))
+        return
+    _answer(respond, messages.text_message(f":hourglass_flowing_sand: Auditing {wanted}…"))
+    result = services.audit_account(command.account)
+    if not result.accounts:
+        _answer(respond, messages.text_message(f"no configured account {wanted}"), replace=True)
+        return
+    message = messages.audit_message(_annotated(services, result))
     _answer(respond, message, replace=True)
     if message.file is not None:
         _send_file(client, caller, message.file, respond)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from bot.demo import DEMO_CREDENTIALS, demo_client, local_iam_server, seed_demo_account
+from bot.config import Config
+from bot.demo import DEMO_CREDENTIALS, add_user, demo_client, local_iam_server, role_client, seed_demo_account
 from tests.iam_proxy import IamProxy
+
+ROLE = "MfaBotAudit"
+MANAGEMENT = "123456789012"  # the demo account, the Organization's management account
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": DEMO_CREDENTIALS["aws_access_key_id"],
@@ -57,3 +63,34 @@ def demo_account(moto_url: str, aws_env: dict[str, str]) -> str:
     """The demo account seeded into the reset moto server; yields the moto URL."""
     seed_demo_account(demo_client(moto_url))
     return moto_url
+
+
+@pytest.fixture
+def organization(demo_account: str) -> dict[str, str]:
+    """Management account (the demo account) + 3 active members + 1 closed member; yields name -> id."""
+    org = demo_client(demo_account, "organizations")
+    org.create_organization(FeatureSet="ALL")
+    ids = {}
+    for name in ("dev", "prod", "sandbox", "retired"):
+        status = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
+        ids[name] = status["AccountId"]
+    org.close_account(AccountId=ids["retired"])
+    dev = role_client(demo_account, ids["dev"], ROLE)
+    dev.create_account_alias(AccountAlias="acme-dev")
+    add_user(dev, "dev-alice")
+    add_user(dev, "dev-bob", mfa="virtual")
+    add_user(role_client(demo_account, ids["prod"], ROLE), "prod-carol", mfa="virtual")
+    add_user(role_client(demo_account, ids["retired"], ROLE), "ghost")
+    return ids
+
+
+def org_config(proxy_url: str, **overrides: Any) -> Config:
+    """A Config auditing the whole Organization through ROLE at `proxy_url` (moto, or the proxy in front)."""
+    base = Config(
+        aws_endpoint_url=proxy_url,
+        aws_organization=True,
+        aws_role_name=ROLE,
+        aws_max_concurrency=2,
+        report_deadline_seconds=5,
+    )
+    return dataclasses.replace(base, **overrides)

@@ -5,46 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import boto3
-import pytest
 from botocore.stub import Stubber
 
 from bot import aws, service
-from bot.config import Config
-from bot.demo import DEMO_CREDENTIALS, add_user, demo_client, role_client
+from bot.demo import DEMO_CREDENTIALS, demo_client
 from bot.report import exit_code
-
-ROLE = "MfaBotAudit"
-MANAGEMENT = "123456789012"
-
-
-@pytest.fixture
-def organization(demo_account):
-    """Management account (the demo account) + 3 active members + 1 closed member."""
-    org = demo_client(demo_account, "organizations")
-    org.create_organization(FeatureSet="ALL")
-    ids = {}
-    for name in ("dev", "prod", "sandbox", "retired"):
-        status = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
-        ids[name] = status["AccountId"]
-    org.close_account(AccountId=ids["retired"])
-    dev = role_client(demo_account, ids["dev"], ROLE)
-    dev.create_account_alias(AccountAlias="acme-dev")
-    add_user(dev, "dev-alice")
-    add_user(dev, "dev-bob", mfa="virtual")
-    add_user(role_client(demo_account, ids["prod"], ROLE), "prod-carol", mfa="virtual")
-    add_user(role_client(demo_account, ids["retired"], ROLE), "ghost")
-    return ids
-
-
-def org_config(proxy_url: str, **overrides) -> Config:
-    base = Config(
-        aws_endpoint_url=proxy_url,
-        aws_organization=True,
-        aws_role_name=ROLE,
-        aws_max_concurrency=2,
-        report_deadline_seconds=5,
-    )
-    return dataclasses.replace(base, **overrides)
+from tests.fixtures_aws import MANAGEMENT, org_config
 
 
 def test_organization_audit_one_denied_account_never_hides_the_others(organization, iam_proxy):

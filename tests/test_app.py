@@ -219,7 +219,7 @@ def test_link_then_me_finds_the_linked_user(served_app: ServedApp) -> None:
         "x" * 5000,
         ":tada:",
         "🙂 🙂",
-        "frobnicate",
+        "Frobnicate",  # not an account alias either (aliases are lowercase): usage
         "user",
         "exempt bob",
         "exempt bob 0d x",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import (
+    AccountAudit,
     Audit,
     Digest,
     Exempt,
@@ -48,6 +49,12 @@ from bot.commands import (
         ("link bob <@U0BOB0001|bob.smith>", Link(UserRef("bob"), "U0BOB0001")),
         ("link bob U0BOB0001", Link(UserRef("bob"), "U0BOB0001")),
         ("link bob W0ENTERPR1", Link(UserRef("bob"), "W0ENTERPR1")),
+        ("123456789012", AccountAudit("123456789012")),
+        ("acme-prod", AccountAudit("acme-prod")),
+        ("  prod ", AccountAudit("prod")),
+        ("frobnicate", AccountAudit("frobnicate")),  # an admin hears "no configured account frobnicate"
+        ("a1b", AccountAudit("a1b")),
+        ("a" * 63, AccountAudit("a" * 63)),
     ],
 )
 def test_each_form_parses(text: str | None, expected: object) -> None:
@@ -57,7 +64,15 @@ def test_each_form_parses(text: str | None, expected: object) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "frobnicate",
+        "Prod",
+        "ab",
+        "a" * 64,
+        "-prod",
+        "prod-",
+        "acme_prod",
+        "acme--prod",
+        "prod dev",
+        "123456789012 bob",
         "user",
         "user bob alice",
         "user :smile:",
@@ -104,7 +119,17 @@ def test_usage_errors_never_echo_the_text() -> None:
 
 def test_admin_only_commands() -> None:
     assert not requires_admin(Me()) and not requires_admin(Help()) and not requires_admin(Usage("x"))
-    for text in ["", "user bob", "nudge all", "exempt bob 3d x", "unexempt bob", "link bob U0BOB0001", "digest"]:
+    for text in [
+        "",
+        "user bob",
+        "nudge all",
+        "exempt bob 3d x",
+        "unexempt bob",
+        "link bob U0BOB0001",
+        "digest",
+        "prod",
+        "123456789012",
+    ]:
         assert requires_admin(parse(text)), text
 
 
@@ -114,3 +139,9 @@ def test_mentions() -> None:
     assert parse_slack_user("U123ABC") == "U123ABC"
     assert parse_slack_user("@someone") is None
     assert parse_slack_user("<!channel>") is None
+
+
+def test_the_account_form_is_in_the_usage_table_for_admins_only() -> None:
+    from bot.commands import GRAMMAR
+
+    assert ("/mfa-check ACCOUNT", "admins", "audit one account (its 12-digit id or its alias)") in GRAMMAR

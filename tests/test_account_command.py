@@ -1,0 +1,111 @@
+"""`/mfa-check ACCOUNT` over real sockets: signed requests to the real WSGI app, an AWS Organization in
+moto reached through assumed roles (behind the counting proxy), answers through the Slack stand-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bot.app import build_services, create_app
+from bot.config import Config
+from bot.server import wsgi_app
+from bot.slack import make_web_client
+from bot.store import Store
+from tests.fixtures_aws import org_config
+from tests.fixtures_slack import ServedApp, serve_wsgi
+from tests.iam_proxy import IamProxy
+from tests.slack_standin import NOBODY, SlackStandIn
+
+
+def text_of(payload: dict) -> str:
+    return json.dumps(payload.get("blocks", []), ensure_ascii=False) + payload.get("text", "")
+
+
+@pytest.fixture
+def org_bot(
+    organization: dict[str, str], iam_proxy: IamProxy, slack_config: Config, slack_standin: SlackStandIn
+) -> Iterator[ServedApp]:
+    """The production wiring auditing the Organization (4 accounts), served over HTTP."""
+    config = org_config(
+        iam_proxy.url,
+        **{f.name: getattr(slack_config, f.name) for f in dataclasses.fields(Config) if f.name.startswith("slack_")},
+        admin_user_ids=slack_config.admin_user_ids,
+        database_url=slack_config.database_url,
+        email_domain=slack_config.email_domain,
+    )
+    client = make_web_client(config)
+    store = Store.open(config.database_url)
+    services = build_services(config, client, store)
+    server, url = serve_wsgi(wsgi_app(create_app(config, services, client)))
+    try:
+        yield ServedApp(url=url, standin=slack_standin, services=services, config=config)
+    finally:
+        server.shutdown()
+        server.server_close()
+        services.jobs.shutdown(wait=True)
+        store.close()
+
+
+def scanned(bot: ServedApp) -> list[str]:
+    store = bot.services.store
+    assert store is not None
+    return sorted(scan.account_id for scan in store.scans())
+
+
+def test_one_account_by_id_then_by_alias_audited_and_recorded_alone(
+    org_bot: ServedApp, organization: dict[str, str], iam_proxy: IamProxy
+) -> None:
+    prod, dev = organization["prod"], organization["dev"]
+    _, url = org_bot.command(prod)
+    final = org_bot.final(url)
+    assert org_bot.answers(url)[0]["text"] == f":hourglass_flowing_sand: Auditing {prod}…"
+    text = text_of(final)
+    assert final["replace_original"] is True and final["response_type"] == "ephemeral"
+    assert f"MFA audit · {prod}" in text and "*Compliant:* 1" in text and "*Violations:* 0" in text
+    assert "dev-alice" not in text and "acme-dev" not in text and "bob" not in text  # no other account
+    assert iam_proxy.calls["AssumeRole"] == 1  # by id: only that account's role was assumed
+    assert scanned(org_bot) == [prod]
+
+    _, url = org_bot.command("acme-dev")
+    text = text_of(org_bot.final(url))
+    assert f"MFA audit · acme-dev ({dev})" in text and "*Violations:* 1" in text and "`dev-alice`" in text
+    assert prod not in text and "prod-carol" not in text
+    assert scanned(org_bot) == sorted([prod, dev])
+    store = org_bot.services.store
+    assert store is not None
+    assert [(e.account_id, e.user_name) for e in store.open_episodes()] == [(dev, "dev-alice")]
+
+
+@pytest.mark.parametrize("wanted", ["nosuch-acct", "999999999999"])
+def test_an_unknown_account_is_one_line_and_changes_nothing(org_bot: ServedApp, wanted: str) -> None:
+    _, url = org_bot.command(wanted)
+    final = org_bot.final(url)
+    assert final["text"] == f"no configured account {wanted}"
+    assert [b["text"]["text"] for b in final["blocks"]] == [f"no configured account {wanted}"]
+    assert scanned(org_bot) == []
+    store = org_bot.services.store
+    assert store is not None and not store.open_episodes() and not store.actions()
+
+
+def test_a_non_admin_naming_an_account_gets_the_usage_not_an_audit(
+    org_bot: ServedApp, organization: dict[str, str], iam_proxy: IamProxy
+) -> None:
+    urls = []
+    for text in ("acme-dev", organization["prod"], "prod"):
+        _, url = org_bot.command(text, user_id=NOBODY)
+        (answer,) = org_bot.answers(url)
+        shown = text_of(answer)
+        assert "*Usage*" in shown and "/mfa-check me" in shown
+        assert "ACCOUNT" not in shown and "Only MFA-bot admins" not in shown  # admin forms stay unlisted
+        urls.append(url)
+    time.sleep(0.3)  # nothing else may follow
+    assert [len(org_bot.standin.posts_to(url)) for url in urls] == [1, 1, 1]
+    assert iam_proxy.calls["AssumeRole"] == 0 and scanned(org_bot) == []
+    received = "".join(r.text for r in org_bot.standin.requests)
+    for name in ("dev-alice", "dev-bob", "prod-carol", organization["dev"]):
+        assert name not in received
