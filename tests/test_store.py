@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot import models
-from bot.store import Store, StoreError, mask_url, migrate, normalize_url
+from bot.store import ESCALATION_PREFIX, Store, StoreError, mask_url, migrate, normalize_url
 from tests.fixtures_db import PG_ENV, pg_schema_url
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -213,6 +213,18 @@ def test_last_nudge_and_first_nudge_at(store: Store) -> None:
     assert store.first_nudge_at(CAROL) is None
 
 
+def test_first_nudges_of_open_episodes_in_one_query(store: Store) -> None:
+    store.record_nudge("U0ALICE", [ALICE], "UADMIN", T0 - timedelta(days=9), "sent")  # an earlier episode's
+    store.sync_episodes(ACCOUNT, [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")], T0)
+    store.record_nudge("U0ALICE", [ALICE, BOB], "UADMIN", T0 + timedelta(days=1), "failed", error="x")
+    store.record_nudge("U0ALICE", [ALICE, BOB], "UADMIN", T0 + timedelta(days=2), "sent")
+    store.record_nudge("U0ALICE", [ALICE], "scheduler", T0 + timedelta(days=3), "sent")
+    assert store.first_nudges() == {ALICE: T0 + timedelta(days=2), BOB: T0 + timedelta(days=2)}
+    assert store.first_nudges()[ALICE] == store.first_nudge_at(ALICE, since=T0)
+    store.sync_episodes(ACCOUNT, [(ALICE, "alice"), (CAROL, "carol")], T0 + timedelta(days=4))  # bob fixed
+    assert store.first_nudges() == {ALICE: T0 + timedelta(days=2)}
+
+
 def test_unknown_nudge_outcome_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="outcome"):
         store.record_nudge("U0ALICE", [ALICE], "UADMIN", T0, "delivered")
@@ -322,6 +334,10 @@ def test_last_digest_and_digest_rows(store: Store) -> None:
     )
     assert last.posted_at == T0 + timedelta(seconds=3)
     assert store.last_digest("C2") is None
+    # an escalation claimed and posted in the same channel later is not a digest
+    store.claim_digest("C1", f"{ESCALATION_PREFIX}7:20261102T090000Z", "host-a:1", T0 + timedelta(days=2))
+    store.mark_digest_posted("C1", f"{ESCALATION_PREFIX}7:20261102T090000Z", "300.1", T0 + timedelta(days=2))
+    assert store.last_digest("C1") == last
     assert store.digest_rows("C1", "2026-11-02") == {ALICE: "100.2", BOB: "100.3"}
     assert store.digest_rows("C1", "2026-11-03") == {}
     with pytest.raises(LookupError):
@@ -359,6 +375,8 @@ def test_audit_trail(store: Store) -> None:
     assert [a.target for a in store.actions(limit=1)] == [BOB]
     (exempt,) = store.actions(action="exempt")
     assert (exempt.actor, exempt.detail, exempt.at) == ("UADMIN", "7d: break-glass", T0)
+    assert [a.action for a in store.actions(target=BOB)] == ["link"]
+    assert store.actions(action="exempt", target=BOB) == []
 
 
 def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None:

@@ -18,9 +18,10 @@ from bot.store.records import (
     Scan,
     StoredExemption,
 )
-from bot.store.store import NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
+from bot.store.store import ESCALATION_PREFIX, NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
 
 __all__ = [
+    "ESCALATION_PREFIX",
     "NUDGE_OUTCOMES",
     "SCHEDULER",
     "Action",

@@ -38,6 +38,9 @@ from bot.store.records import (
 
 NUDGE_OUTCOMES = ("sent", "failed", "skipped_cooldown")
 SCHEDULER = "scheduler"  # `sent_by` / `requested_by` of nudges nobody clicked for
+# Period keys of claims in the digests table that are not digests (one escalation per violation
+# episode): `last_digest` never returns them.
+ESCALATION_PREFIX = "escalation:"
 
 
 def process_identity() -> str:
@@ -381,6 +384,21 @@ class Store:
         with self._read() as conn:
             return conn.execute(query).scalar()
 
+    def first_nudges(self) -> dict[str, datetime]:
+        """ARN -> when the first DM about its OPEN episode was sent (at or after its first_seen).
+
+        One query for every open episode (`first_nudge_at` asks for one ARN); never-nudged ARNs are left out.
+        """
+        ep, n, na = t.episodes.c, t.nudges.c, t.nudge_arns.c
+        query = (
+            sa.select(ep.arn, sa.func.min(n.at))
+            .select_from(t.episodes.join(t.nudge_arns, na.arn == ep.arn).join(t.nudges, n.id == na.nudge_id))
+            .where(ep.fixed_at.is_(None), n.outcome == "sent", n.at >= ep.first_seen)
+            .group_by(ep.arn)
+        )
+        with self._read() as conn:
+            return {arn: at for arn, at in conn.execute(query)}
+
     # -- nudges: the per-person cooldown claim -----------------------------------------------
 
     def claim_nudge_window(self, slack_user_id: str, cooldown: timedelta, now: datetime, claimed_by: str) -> NudgeClaim:
@@ -595,11 +613,14 @@ class Store:
             return {row.arn: row.message_ts for row in conn.execute(query)}
 
     def last_digest(self, channel: str) -> Digest | None:
-        """The latest digest actually posted to `channel` (for "since last digest"), or None."""
+        """The latest digest actually posted to `channel` (for "since last digest"), or None.
+
+        Escalation claims (period keys starting with ESCALATION_PREFIX) are not digests: skipped.
+        """
         d = t.digests.c
         query = (
             sa.select(t.digests)
-            .where(d.channel == channel, d.posted_at.is_not(None))
+            .where(d.channel == channel, d.posted_at.is_not(None), d.period_key.not_like(f"{ESCALATION_PREFIX}%"))
             .order_by(d.posted_at.desc(), d.id.desc())
             .limit(1)
         )
@@ -620,11 +641,13 @@ class Store:
                 .returning(t.actions.c.id)
             ).scalar_one()
 
-    def actions(self, limit: int = 50, action: str | None = None) -> list[Action]:
-        """The latest audit-trail entries, newest first (optionally of one action)."""
+    def actions(self, limit: int = 50, action: str | None = None, target: str | None = None) -> list[Action]:
+        """The latest audit-trail entries, newest first (optionally of one action, and one target)."""
         query = sa.select(t.actions).order_by(t.actions.c.at.desc(), t.actions.c.id.desc()).limit(limit)
         if action is not None:
             query = query.where(t.actions.c.action == action)
+        if target is not None:
+            query = query.where(t.actions.c.target == target)
         with self._read() as conn:
             return [Action(**row._mapping) for row in conn.execute(query)]
 
