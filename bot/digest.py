@@ -6,11 +6,20 @@ restart, competes for the same `Store.claim_digest` and exactly one posts. A man
 (`python -m bot digest`, `/mfa-check digest`) gets its own key (`manual-20261127T093005Z`): it
 never suppresses the scheduled one.
 
+Routing: DIGEST_CHANNEL gets every account. Each channel of ACCOUNT_CHANNELS also gets a digest
+of its own account(s) (violators with Nudge buttons, root MFA, the error when the account could
+not be audited, a "Nudge all" limited to those accounts), from the same audit run, under its own
+claim of (channel, period). An account channel that is DIGEST_CHANNEL itself gets nothing more.
+
+Overdue: open violations still open ESCALATE_AFTER_DAYS after their first nudge
+(`bot.escalation`) have their own section; ESCALATION_CHANNEL, when set, is told about each
+violation episode once (`escalate`).
+
 Rows are updated in place later (nudged, fixed): the view the digest was rendered from is kept
 in the audit trail (action `digest_posted`, its JSON in `detail`) and each row's message ts in
 `Store.set_digest_rows`; `refresh_rows` re-renders the messages holding some ARNs from that
-view plus the store's current state and chat.updates them. Only the latest digest of the
-channel is kept up to date.
+view plus the store's current state and chat.updates them, in DIGEST_CHANNEL and in the account
+channels alike. Only the latest digest of each channel is kept up to date.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -30,20 +39,23 @@ from slack_sdk.web import WebClient
 
 from bot import messages
 from bot.config import Config
+from bot.escalation import Overdue, escalation_key, select_overdue
 from bot.identity import IdentityChain, SlackDirectory
-from bot.messages import DigestAccount, DigestPart, DigestRow, DigestView, RowState
-from bot.models import AuditResult
+from bot.messages import DigestAccount, DigestPart, DigestRow, DigestView, OverdueRow, RowState
+from bot.models import AuditResult, arn_user
 from bot.pacing import PacedSlack
 from bot.report import days_without_mfa, root_text
-from bot.service import utc_now
+from bot.service import UNKNOWN_ACCOUNT, failed_account, utc_now
+from bot.store.records import Changes
 
 if TYPE_CHECKING:
-    from bot.store import Changes, Store
+    from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_ACTION = "digest_posted"
 SNAPSHOT_VERSION = 1
+NOT_AUDITED = "not among the audited accounts (AWS_ACCOUNT_IDS or the AWS Organization): its result is unknown"
 
 
 def slack_error(exc: BaseException) -> str:
@@ -149,7 +161,65 @@ def manual_period_key(now: datetime) -> str:
     return f"manual-{now.astimezone(ZoneInfo('UTC')):%Y%m%dT%H%M%SZ}"
 
 
+# -- where it goes (pure) -----------------------------------------------------------------------
+
+
+def account_routes(config: Config) -> dict[str, tuple[str, ...]]:
+    """ACCOUNT_CHANNELS by channel: channel -> its account ids (sorted). DIGEST_CHANNEL is left out: it has them all."""
+    routes: dict[str, list[str]] = {}
+    for account_id, channel in config.account_channels.items():
+        if channel != config.digest_channel:
+            routes.setdefault(channel, []).append(account_id)
+    return {channel: tuple(sorted(ids)) for channel, ids in sorted(routes.items())}
+
+
+def digest_channels(config: Config) -> list[str]:
+    """Every channel a digest goes to: DIGEST_CHANNEL first, then the account channels."""
+    return [c for c in [config.digest_channel] if c] + list(account_routes(config))
+
+
+def scoped_result(result: AuditResult, account_ids: Collection[str]) -> AuditResult:
+    """The audit narrowed to `account_ids`; an account it does not hold is an error, never clean."""
+    kept = [a for a in result.accounts if a.account_id in account_ids]
+    why = next((a.error for a in result.accounts if a.account_id == UNKNOWN_ACCOUNT and a.error), None)
+    for account_id in sorted(set(account_ids) - {a.account_id for a in kept}):
+        kept.append(failed_account(account_id, why or NOT_AUDITED))
+    kept.sort(key=lambda a: (a.error is None, a.label.lower()))
+    return AuditResult(generated_at=result.generated_at, accounts=kept)
+
+
+def scoped_changes(changes: Changes | None, account_ids: Collection[str]) -> Changes | None:
+    """Episodes opened/closed since the previous digest, of `account_ids` only."""
+    if changes is None:
+        return None
+    return Changes(
+        new=[e for e in changes.new if e.account_id in account_ids],
+        fixed=[e for e in changes.fixed if e.account_id in account_ids],
+    )
+
+
 # -- what to post (pure) ------------------------------------------------------------------------
+
+
+def overdue_rows(result: AuditResult, overdue: Iterable[Overdue], nudges: Mapping[str, int]) -> tuple[OverdueRow, ...]:
+    """The overdue violations `result` still shows as violations (annotated: the person), in `overdue`'s order."""
+    violators = {u.arn: (a, u) for a in result.accounts if not a.error for u in a.by_status("violation")}
+    rows = []
+    for item in overdue:
+        if item.arn in violators:
+            account, user = violators[item.arn]
+            rows.append(
+                OverdueRow(
+                    item.arn,
+                    user.account_id,
+                    account.label,
+                    user.user_name,
+                    user.slack_user_id,
+                    item.days,
+                    nudges.get(item.arn, 0),
+                )
+            )
+    return tuple(rows)
 
 
 def build_view(
@@ -159,11 +229,17 @@ def build_view(
     timezone: str,
     changes: Changes | None = None,
     previous_at: datetime | None = None,
+    overdue: Sequence[Overdue] = (),
+    nudges: Mapping[str, int] | None = None,
+    overdue_after_days: int = 0,
+    scope: Sequence[str] = (),
 ) -> DigestView:
     """The digest's content from an annotated audit and the open episodes' first_seen (by ARN).
 
     `changes` (episodes opened/closed since the previous digest) is None for the first digest.
-    Rows: longest open first, then account and user name.
+    Rows: longest open first, then account and user name. `overdue` (`bot.escalation`) with the
+    nudge counts by ARN make the overdue section. `scope`: the account ids of an account
+    channel's digest (`result` already narrowed to them), named in its title.
     """
     zone = ZoneInfo(timezone)
     accounts = tuple(
@@ -186,13 +262,19 @@ def build_view(
             days = max(0, (now - since).days) if since else days_without_mfa(user, now)
             rows.append(DigestRow(user.arn, user.account_id, account.label, user.user_name, user.slack_user_id, days))
     rows.sort(key=lambda r: (-(r.days_open if r.days_open is not None else -1), r.account.lower(), r.user_name.lower()))
+    subject = ""
+    if scope:
+        subject = f"{accounts[0].label} · " if len(accounts) == 1 else f"{len(accounts)} accounts · "
     return DigestView(
-        title=f"MFA digest · {now.astimezone(zone):%a %d %b %Y}",
+        title=f"MFA digest · {subject}{now.astimezone(zone):%a %d %b %Y}",
         accounts=accounts,
         rows=tuple(rows),
         new_since=None if changes is None else len(changes.new),
         fixed_since=None if changes is None else len(changes.fixed),
         since=None if previous_at is None else f"{previous_at.astimezone(zone):%Y-%m-%d %H:%M}",
+        overdue=overdue_rows(result, overdue, nudges or {}),
+        overdue_after_days=overdue_after_days,
+        scope=tuple(scope),
     )
 
 
@@ -202,7 +284,7 @@ def view_to_json(view: DigestView) -> str:
 
 
 def view_from_json(text: str) -> DigestView:
-    """The inverse of `view_to_json`."""
+    """The inverse of `view_to_json` (views kept before the overdue section and scope read as without them)."""
     data = json.loads(text)["view"]
     return DigestView(
         title=data["title"],
@@ -211,15 +293,24 @@ def view_from_json(text: str) -> DigestView:
         new_since=data["new_since"],
         fixed_since=data["fixed_since"],
         since=data["since"],
+        overdue=tuple(OverdueRow(**o) for o in data.get("overdue", ())),
+        overdue_after_days=data.get("overdue_after_days", 0),
+        scope=tuple(data.get("scope", ())),
     )
 
 
 # -- posting ------------------------------------------------------------------------------------
 
+ALREADY = "already posted or being posted by another process"
+
 
 @dataclass(frozen=True)
 class DigestOutcome:
-    """What a digest attempt did: posted (and where), or why not."""
+    """What a digest attempt did in one channel: posted (and where), or why not.
+
+    The outcome of DIGEST_CHANNEL also carries those of the account channels (`accounts`) and
+    how many overdue violations were escalated by this run (`escalated`).
+    """
 
     posted: bool
     period_key: str
@@ -229,10 +320,19 @@ class DigestOutcome:
     rows: int = 0
     failed_parts: int = 0
     retry: bool = False  # not posted, and the claim was given back: trying again later may post
+    channel: str = ""
+    accounts: tuple[DigestOutcome, ...] = ()
+    escalated: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.posted and not self.failed_parts
+        """Posted, whole, and so was every account channel this run claimed."""
+        return self.posted and not self.failed_parts and all(a.posted and not a.failed_parts for a in self.accounts)
+
+    @property
+    def failed_channels(self) -> tuple[str, ...]:
+        """Account channels this run claimed but could not post to (or only in part)."""
+        return tuple(a.channel for a in self.accounts if not a.posted or a.failed_parts)
 
 
 def row_states(desk: Desk, view: DigestView, since: datetime, arns: Iterable[str]) -> dict[str, RowState]:
@@ -262,43 +362,117 @@ def row_states(desk: Desk, view: DigestView, since: datetime, arns: Iterable[str
     return states
 
 
-def compose(desk: Desk, requested_at: datetime) -> DigestView:
-    """Run the fresh recorded audit and turn it (with the store's history) into the digest view."""
-    channel = desk.config.digest_channel or ""
-    previous = desk.store.last_digest(channel)
+@dataclass(frozen=True)
+class AuditRun:
+    """One fresh audit (annotated) and the history every channel's digest of this run is built from."""
+
+    result: AuditResult
+    first_seen: dict[str, datetime]  # open episodes by ARN
+    overdue: list[Overdue]
+    nudges: dict[str, int]  # DMs sent so far, for the overdue ARNs
+
+
+def audit_run(desk: Desk, now: datetime) -> AuditRun:
+    """Run the fresh recorded audit, then read the open episodes and their first nudges."""
     result = desk.annotated(desk.fresh_audit())
-    first_seen = {e.arn: e.first_seen for e in desk.store.open_episodes()}
+    store = desk.store
+    episodes = store.open_episodes()
+    violators = {u.arn for u in result.violations}
+    overdue = select_overdue(
+        [e for e in episodes if e.arn in violators], store.first_nudges(), now, desk.config.escalate_after_days
+    )
+    nudges = store.nudge_counts([o.arn for o in overdue]) if overdue else {}
+    return AuditRun(result, {e.arn: e.first_seen for e in episodes}, overdue, nudges)
+
+
+def channel_view(desk: Desk, run: AuditRun, channel: str, now: datetime, scope: Sequence[str] = ()) -> DigestView:
+    """The digest of one channel from the run: every account, or (account channel) those of `scope`."""
+    previous = desk.store.last_digest(channel)
     previous_at = previous.posted_at if previous else None
     changes = desk.store.changes_since(previous_at) if previous_at else None
-    return build_view(result, first_seen, requested_at, desk.config.digest_timezone, changes, previous_at)
+    result = run.result
+    if scope:
+        result, changes = scoped_result(result, scope), scoped_changes(changes, scope)
+    return build_view(
+        result,
+        run.first_seen,
+        now,
+        desk.config.digest_timezone,
+        changes,
+        previous_at,
+        overdue=run.overdue,
+        nudges=run.nudges,
+        overdue_after_days=desk.config.escalate_after_days,
+        scope=scope,
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    return slack_error(exc) if isinstance(exc, SLACK_ERRORS) else f"{type(exc).__name__}: {exc}"
 
 
 def post_digest(desk: Desk, period_key: str, posted_by: str, requested_by: str) -> DigestOutcome:
-    """Claim (channel, period_key), audit, post the digest (long lists continue in its thread), record it.
+    """Claim (channel, period_key) for DIGEST_CHANNEL and each account channel, audit once, post, escalate.
 
-    Exactly one caller per (channel, period_key) ever posts, across processes. A failure before
-    the top message is posted gives the claim back, so a retry may post.
+    Exactly one caller per (channel, period_key) ever posts, across processes; every channel this
+    caller claimed gets its digest from the same audit. A channel whose top message could not be
+    posted gives its claim back (`retry`), so a later run posts it (from that run's audit).
+    Newly overdue violations then go to ESCALATION_CHANNEL, once per episode (`escalate`).
     """
     config = desk.config
     config.require("DIGEST_CHANNEL")
-    channel = config.digest_channel or ""
+    main = config.digest_channel or ""
+    routes = account_routes(config)
     store = desk.store
     now = desk.clock()
-    if not store.claim_digest(channel, period_key, posted_by, now):
-        logger.info("digest %s for %s: already claimed by another run", period_key, channel)
-        return DigestOutcome(False, period_key, reason="already posted or being posted by another process")
-    top_ts: str | None = None
+    won = [channel for channel in (main, *routes) if store.claim_digest(channel, period_key, posted_by, now)]
+    if not won:
+        logger.info("digest %s for %s: already claimed by another run", period_key, main)
+        return DigestOutcome(False, period_key, reason=ALREADY, channel=main)
     try:
-        view = compose(desk, now)
+        run = audit_run(desk, now)
+    except Exception as exc:
+        for channel in won:
+            store.release_digest_claim(channel, period_key, posted_by)
+        error = _error_text(exc)
+        logger.exception("digest %s could not be composed: %s", period_key, error)
+        desk.record(requested_by, "digest", main, f"{period_key}: {error}", outcome="failed")
+        return DigestOutcome(False, period_key, reason=error, retry=True, channel=main)
+    outcomes = {
+        channel: post_channel(desk, run, channel, routes.get(channel, ()), period_key, posted_by, requested_by, now)
+        for channel in won
+    }
+    escalated = escalate(desk, run, posted_by, requested_by)
+    top = outcomes.get(main) or DigestOutcome(False, period_key, reason=ALREADY, channel=main)
+    accounts = tuple(outcomes[channel] for channel in won if channel != main)
+    return dataclasses.replace(
+        top, accounts=accounts, escalated=escalated, retry=top.retry or any(a.retry for a in accounts)
+    )
+
+
+def post_channel(
+    desk: Desk,
+    run: AuditRun,
+    channel: str,
+    scope: Sequence[str],
+    period_key: str,
+    posted_by: str,
+    requested_by: str,
+    now: datetime,
+) -> DigestOutcome:
+    """Post the claimed digest of one channel (long lists continue in its thread) and record it."""
+    store = desk.store
+    try:
+        view = channel_view(desk, run, channel, now, scope)
         states = row_states(desk, view, now, [r.arn for r in view.rows])
         parts = messages.digest_parts(view, states)
         _, top_ts = desk.slack.post(channel, parts[0].text, parts[0].blocks)
     except Exception as exc:
         store.release_digest_claim(channel, period_key, posted_by)
-        error = slack_error(exc) if isinstance(exc, SLACK_ERRORS) else f"{type(exc).__name__}: {exc}"
-        logger.exception("digest %s could not be posted: %s", period_key, error)
+        error = _error_text(exc)
+        logger.exception("digest %s could not be posted to %s: %s", period_key, channel, error)
         desk.record(requested_by, "digest", channel, f"{period_key}: {error}", outcome="failed")
-        return DigestOutcome(False, period_key, reason=error, retry=True)
+        return DigestOutcome(False, period_key, reason=error, retry=True, channel=channel)
     store.mark_digest_posted(channel, period_key, top_ts, desk.clock(), thread_ts=top_ts if len(parts) > 1 else None)
     desk.record(requested_by, SNAPSHOT_ACTION, f"{channel} {period_key}", view_to_json(view))
     store.set_digest_rows(channel, period_key, dict.fromkeys(parts[0].arns, top_ts))
@@ -309,7 +483,11 @@ def post_digest(desk: Desk, period_key: str, posted_by: str, requested_by: str) 
         except SLACK_ERRORS as exc:
             failed += 1
             logger.error(
-                "digest %s: thread message %d could not be posted (%s)", period_key, part.index + 1, slack_error(exc)
+                "digest %s: thread message %d in %s could not be posted (%s)",
+                period_key,
+                part.index + 1,
+                channel,
+                slack_error(exc),
             )
             continue
         store.set_digest_rows(channel, period_key, dict.fromkeys(part.arns, ts))
@@ -319,8 +497,55 @@ def post_digest(desk: Desk, period_key: str, posted_by: str, requested_by: str) 
     desk.record(requested_by, "digest", channel, detail, outcome="failed" if failed else "ok")
     logger.info("digest %s posted to %s: %d rows, %d messages", period_key, channel, len(view.rows), len(parts))
     return DigestOutcome(
-        True, period_key, message_ts=top_ts, messages=len(parts), rows=len(view.rows), failed_parts=failed
+        True,
+        period_key,
+        message_ts=top_ts,
+        messages=len(parts),
+        rows=len(view.rows),
+        failed_parts=failed,
+        channel=channel,
     )
+
+
+def escalate(desk: Desk, run: AuditRun, posted_by: str, requested_by: str) -> int:
+    """Post each overdue violation of the run to ESCALATION_CHANNEL once per episode; returns how many went.
+
+    Each episode is claimed first (`Store.claim_digest(ESCALATION_CHANNEL, escalation_key(...))`,
+    decided by the database), so across runs and processes exactly one post names it. A message
+    that cannot be posted gives its claims back: the next digest tries again. Each escalation is
+    in the audit trail (action `escalated`, target the ARN).
+    """
+    channel = desk.config.escalation_channel
+    if not channel or not run.overdue:
+        return 0
+    store, now = desk.store, desk.clock()
+    items = {o.arn: o for o in run.overdue}
+    won = {arn for arn, item in items.items() if store.claim_digest(channel, escalation_key(item), posted_by, now)}
+    rows = [row for row in overdue_rows(run.result, run.overdue, run.nudges) if row.arn in won]
+    date = f"{now.astimezone(desk.tz):%Y-%m-%d}"
+    sent = 0
+    for part in messages.escalation_parts(rows, desk.config.escalate_after_days, date):
+        try:
+            _, ts = desk.slack.post(channel, part.text, part.blocks)
+        except Exception as exc:
+            for arn in part.arns:
+                store.release_digest_claim(channel, escalation_key(items[arn]), posted_by)
+            error = _error_text(exc)
+            logger.error("%d overdue violations could not be escalated to %s (%s)", len(part.arns), channel, error)
+            desk.record(requested_by, "escalated", channel, f"{len(part.arns)} not posted: {error}", outcome="failed")
+            continue
+        for arn in part.arns:
+            item = items[arn]
+            store.mark_digest_posted(channel, escalation_key(item), ts, desk.clock())
+            detail = (
+                f"episode first seen {item.first_seen.isoformat()}, first nudge {item.first_nudge.isoformat()}, "
+                f"{item.days} days ago; posted to {channel} {ts}"
+            )
+            desk.record(requested_by, "escalated", arn, detail)
+        sent += len(part.arns)
+    if sent:
+        logger.info("%d overdue violations escalated to %s", sent, channel)
+    return sent
 
 
 def post_scheduled_digest(desk: Desk, fire_time: datetime) -> DigestOutcome:
@@ -339,7 +564,7 @@ def post_manual_digest(desk: Desk, requested_by: str) -> DigestOutcome:
 
 
 def post_digest_now(config: Config) -> int:
-    """`python -m bot digest`: post one digest now; 0 when posted, 1 when it could not be."""
+    """`python -m bot digest`: post one digest now; 0 when posted (everywhere), 1 when it could not be."""
     from bot.slack import make_web_client
     from bot.store import Store
 
@@ -349,10 +574,16 @@ def post_digest_now(config: Config) -> int:
         outcome = post_manual_digest(desk, "cli")
     if outcome.posted:
         print(f"digest posted to {config.digest_channel}: {outcome.rows} rows in {outcome.messages} messages")
+        for account in outcome.accounts:
+            if account.posted:
+                print(f"account digest posted to {account.channel}: {account.rows} rows")
+        if outcome.escalated:
+            print(f"{outcome.escalated} overdue violations escalated to {config.escalation_channel}")
         if outcome.failed_parts:
             print(f"error: {outcome.failed_parts} thread messages could not be posted")
-            return 1
-        return 0
+        if outcome.failed_channels:
+            print(f"error: the digest could not be posted (in full) to {', '.join(outcome.failed_channels)}")
+        return 0 if outcome.ok else 1
     print(f"error: the digest was not posted: {outcome.reason}")
     return 1
 
@@ -361,54 +592,62 @@ def post_digest_now(config: Config) -> int:
 
 
 def load_view(store: Store, channel: str, period_key: str) -> DigestView | None:
-    """The view a digest was rendered from (from the audit trail), or None if it is not kept.
-
-    Only the newest few kept views are read: rows are updated in the channel's latest digest.
-    """
-    target = f"{channel} {period_key}"
-    for action in store.actions(limit=10, action=SNAPSHOT_ACTION):
-        if action.target == target and action.detail:
+    """The view a digest was rendered from (from the audit trail), or None if it is not kept."""
+    for action in store.actions(limit=1, action=SNAPSHOT_ACTION, target=f"{channel} {period_key}"):
+        if action.detail:
             try:
                 return view_from_json(action.detail)
             except (ValueError, KeyError, TypeError):
-                logger.warning("the kept view of digest %s is unreadable", period_key)
-                return None
+                logger.warning("the kept view of digest %s in %s is unreadable", period_key, channel)
     return None
 
 
 def refresh_rows(desk: Desk, arns: Iterable[str]) -> int:
-    """chat.update the messages of the channel's latest digest that list any of `arns`; returns how many.
+    """chat.update the messages that list any of `arns`, in the latest digest of every digest channel.
 
-    Each message is re-rendered from the kept view and the store's state now (fixed, nudged).
+    DIGEST_CHANNEL and each account channel (for its accounts' ARNs) are updated alike: each
+    message is re-rendered from its kept view and the store's state now (fixed, nudged).
+    Returns how many messages were updated.
     """
-    channel = desk.config.digest_channel
     wanted = set(arns)
-    if not channel or not wanted:
+    if not wanted:
         return 0
+    routes = account_routes(desk.config)
+    updated = 0
     with desk.refresh_lock:
-        store = desk.store
-        digest = store.last_digest(channel)
-        if digest is None or digest.message_ts is None:
-            return 0
-        rows = store.digest_rows(channel, digest.period_key)
-        stale = {rows[arn] for arn in wanted if arn in rows}
-        if not stale:
-            return 0
-        key = f"{channel} {digest.period_key}"
-        view = desk.views.get(key) or load_view(store, channel, digest.period_key)
-        if view is None:
-            return 0
-        desk.views = {key: view}  # only the latest digest is kept up to date
-        updated = 0
-        for part in messages.digest_parts(view):
-            ts = digest.message_ts if part.index == 0 else next((rows[a] for a in part.arns if a in rows), None)
-            if ts is None or ts not in stale:
-                continue
-            states = row_states(desk, view, digest.claimed_at, part.arns)
-            fresh: DigestPart = messages.digest_parts(view, states)[part.index]
-            try:
-                desk.slack.update(channel, ts, fresh.text, fresh.blocks)
-                updated += 1
-            except SLACK_ERRORS as exc:
-                logger.warning("digest row update failed (%s)", slack_error(exc))
-        return updated
+        for channel in digest_channels(desk.config):
+            scope = routes.get(channel)
+            mine = wanted if scope is None else {a for a in wanted if arn_user(a)[0] in scope}
+            if mine:
+                updated += _refresh_channel(desk, channel, mine)
+    return updated
+
+
+def _refresh_channel(desk: Desk, channel: str, wanted: set[str]) -> int:
+    store = desk.store
+    digest = store.last_digest(channel)
+    if digest is None or digest.message_ts is None:
+        return 0
+    rows = store.digest_rows(channel, digest.period_key)
+    stale = {rows[arn] for arn in wanted if arn in rows}
+    if not stale:
+        return 0
+    key = f"{channel} {digest.period_key}"
+    view = desk.views.get(key) or load_view(store, channel, digest.period_key)
+    if view is None:
+        return 0
+    # only the latest digest of each channel is kept up to date
+    desk.views = {k: v for k, v in desk.views.items() if not k.startswith(f"{channel} ")} | {key: view}
+    updated = 0
+    for part in messages.digest_parts(view):
+        ts = digest.message_ts if part.index == 0 else next((rows[a] for a in part.arns if a in rows), None)
+        if ts is None or ts not in stale:
+            continue
+        states = row_states(desk, view, digest.claimed_at, part.arns)
+        fresh: DigestPart = messages.digest_parts(view, states)[part.index]
+        try:
+            desk.slack.update(channel, ts, fresh.text, fresh.blocks)
+            updated += 1
+        except SLACK_ERRORS as exc:
+            logger.warning("digest row update in %s failed (%s)", channel, slack_error(exc))
+    return updated

@@ -602,6 +602,19 @@ class RowState:
 
 
 @dataclass(frozen=True)
+class OverdueRow:
+    """A violation still open long after its first nudge (the digest's overdue section, escalations)."""
+
+    arn: str
+    account_id: str
+    account: str  # "alias (id)" or the id
+    user_name: str
+    slack_user_id: str | None
+    days: int  # whole days since the first nudge
+    nudges: int  # DMs sent about it so far
+
+
+@dataclass(frozen=True)
 class DigestAccount:
     """One audited account in the digest header."""
 
@@ -623,6 +636,9 @@ class DigestView:
     new_since: int | None = None  # None: the first digest in this channel
     fixed_since: int | None = None
     since: str | None = None  # when the previous digest went, for the header
+    overdue: tuple[OverdueRow, ...] = ()
+    overdue_after_days: int = 0  # ESCALATE_AFTER_DAYS when the view was built
+    scope: tuple[str, ...] = ()  # the account ids of an account channel's digest; () = every account
 
     @property
     def failed(self) -> tuple[DigestAccount, ...]:
@@ -679,6 +695,59 @@ def digest_row_text(row: DigestRow, state: RowState = RowState()) -> str:
     return truncate(text, MAX_LINE_CHARS)
 
 
+def nudge_all_value(scope: Sequence[str]) -> str:
+    """The "Nudge all" button value: `all`, or `accounts:ID,ID` in an account channel's digest."""
+    return "accounts:" + ",".join(scope) if scope else "all"
+
+
+def parse_nudge_all_value(value: str) -> tuple[str, ...] | None:
+    """The account ids a "Nudge all" is limited to; None: every account (`all`, or anything else)."""
+    if not value.startswith("accounts:"):
+        return None
+    ids = tuple(i for i in value[len("accounts:") :].split(",") if i.isdigit() and len(i) == 12)
+    return ids or None
+
+
+def overdue_line(row: OverdueRow) -> str:
+    """One overdue violation: who, the IAM user and account, days since the first nudge, nudges so far."""
+    person = f"<@{row.slack_user_id}>" if row.slack_user_id else f"_{NO_PERSON}_"
+    return truncate(
+        f"• {person} · {code(row.user_name)} in {escape(row.account)} · "
+        f"{_plural(row.days, 'day')} since the first nudge · {_plural(row.nudges, 'nudge')} so far",
+        MAX_LINE_CHARS,
+    )
+
+
+def _overdue_title(count: int, after_days: int) -> str:
+    return f"*:alarm_clock: Overdue ({count})*: still open {_plural(after_days, 'day')} or more after the first nudge"
+
+
+def overdue_blocks(rows: Sequence[OverdueRow], after_days: int) -> list[SectionBlock]:
+    """The digest's overdue section: a title line, then every row (packed, none dropped)."""
+    return _pack_all([_overdue_title(len(rows), after_days), *(overdue_line(r) for r in rows)])
+
+
+ESCALATION_ROWS_PER_MESSAGE = 40  # 40 lines of at most 600 characters: at most 9 sections
+
+
+def escalation_parts(rows: Sequence[OverdueRow], after_days: int, date: str) -> list[DigestPart]:
+    """ESCALATION_CHANNEL's messages about newly overdue violations (each listed once), within Slack's limits."""
+    chunks = [rows[i : i + ESCALATION_ROWS_PER_MESSAGE] for i in range(0, len(rows), ESCALATION_ROWS_PER_MESSAGE)]
+    parts = []
+    for index, chunk in enumerate(chunks):
+        title = "MFA violations overdue" + (f" ({index + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title))]
+        blocks += overdue_blocks(chunk, after_days)
+        note = f"Found by the MFA digest of {escape(date)}. Each violation is escalated once; it stays in the digest."
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
+        text = truncate(
+            f"{_plural(len(chunk), 'MFA violation')} still open {_plural(after_days, 'day')} after the first nudge",
+            MAX_FALLBACK_CHARS,
+        )
+        parts.append(DigestPart(index=index, text=text, blocks=blocks, arns=tuple(r.arn for r in chunk)))
+    return parts
+
+
 def digest_row_block(row: DigestRow, state: RowState = RowState()) -> SectionBlock:
     """The row as a section; a Nudge button while it is open and has a Slack person."""
     button = None
@@ -718,7 +787,8 @@ def _digest_lead(view: DigestView) -> list[Block]:
         _digest_summary(view),
     ]
     people = {r.slack_user_id for r in view.rows if r.slack_user_id}
-    if people:
+    value = nudge_all_value(view.scope)
+    if people and len(value) <= MAX_BUTTON_VALUE:
         confirm = ConfirmObject(
             title="Nudge everyone?",
             text=f"DM {_plural(len(people), 'person', 'people')} their MFA set-up steps "
@@ -730,7 +800,7 @@ def _digest_lead(view: DigestView) -> list[Block]:
             ActionsBlock(
                 elements=[
                     ButtonElement(
-                        text="Nudge all", action_id=NUDGE_ALL_ACTION, value="all", style="primary", confirm=confirm
+                        text="Nudge all", action_id=NUDGE_ALL_ACTION, value=value, style="primary", confirm=confirm
                     )
                 ]
             )
@@ -756,6 +826,8 @@ def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple
     if root_lines:
         root_lines[0] = "*Root user MFA*\n" + root_lines[0]
         flow += [(block, None) for block in _pack_all(root_lines)]
+    if view.overdue:
+        flow += [(block, None) for block in overdue_blocks(view.overdue, view.overdue_after_days)]
     if view.rows:
         flow.append((SectionBlock(text=MarkdownTextObject(text=f"*Violations ({len(view.rows)})*")), None))
     flow += [(digest_row_block(row, states.get(row.arn, RowState())), row.arn) for row in view.rows]
@@ -782,6 +854,8 @@ def _digest_text(view: DigestView) -> str:
     text = f"{view.title}: {_plural(len(view.rows), 'violation')}"
     if view.new_since is not None:
         text += f" ({view.new_since} new, {view.fixed_since} fixed since the last digest)"
+    if view.overdue:
+        text += f"; {len(view.overdue)} overdue"
     if view.failed:
         text += f"; {_plural(len(view.failed), 'account')} could NOT be audited"
     return truncate(text, MAX_FALLBACK_CHARS)

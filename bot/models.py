@@ -104,6 +104,14 @@ class AuditPolicy:
     exemptions: dict[str, Exemption] = field(default_factory=dict)  # user ARN -> exemption
 
 
+def arn_user(arn: str) -> tuple[str, str]:
+    """(account id, IAM user name) of a user ARN (`arn:aws:iam::123456789012:user/path/name`)."""
+    parts = arn.split(":", 5)
+    account_id = parts[4] if len(parts) > 4 else ""
+    resource = parts[5] if len(parts) > 5 else arn
+    return account_id, resource.rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class UserFinding:
     """The verdict on one IAM user."""

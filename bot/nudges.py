@@ -16,16 +16,17 @@ whether Slack got the DM, and records it as failed ("delivery unknown") instead 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot import messages
 from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
-from bot.models import AuditResult, UserFinding
+from bot.models import AuditResult, UserFinding, arn_user
 from bot.store import process_identity
 
 if TYPE_CHECKING:
@@ -39,14 +40,6 @@ FLUSH_SECONDS = 15.0
 OUTBOX_TAG = "#outbox-"
 INTERRUPTED = "interrupted while sending (the process stopped): delivery unknown, not repeated"
 NOTHING_LEFT = "nothing to nudge: fixed before the DM went"
-
-
-def arn_user(arn: str) -> tuple[str, str]:
-    """(account id, IAM user name) of a user ARN (`arn:aws:iam::123456789012:user/path/name`)."""
-    parts = arn.split(":", 5)
-    account_id = parts[4] if len(parts) > 4 else ""
-    resource = parts[5] if len(parts) > 5 else arn
-    return account_id, resource.rsplit("/", 1)[-1]
 
 
 def targets_from_arns(arns: Iterable[str]) -> list[UserFinding]:
@@ -256,15 +249,19 @@ class Nudger:
         requested_by: str,
         result: AuditResult | None = None,
         notify: Callable[[str], None] | None = None,
+        accounts: Collection[str] | None = None,
     ) -> BatchQueued:
-        """ "Nudge all": one outbox item per person with open violations; the worker sends them at Slack's pace."""
+        """ "Nudge all": one outbox item per person with open violations; the worker sends them at Slack's pace.
+
+        `accounts` limits it to the violations of those account ids (an account channel's digest).
+        """
         desk = self.desk
         result = desk.annotated(result or desk.recent_audit())
         open_arns = {e.arn for e in desk.store.open_episodes()}
         by_person: dict[str, list[str]] = {}
         no_person = []
         for user in result.violations:
-            if user.arn not in open_arns:
+            if user.arn not in open_arns or (accounts is not None and user.account_id not in accounts):
                 continue
             if user.slack_user_id:
                 by_person.setdefault(user.slack_user_id, []).append(user.arn)
@@ -272,6 +269,8 @@ class Nudger:
                 no_person.append(f"{user.user_name} ({user.account_id})")
         now = desk.clock()
         batch_id = f"nudge-all:{requested_by}:{now:%Y%m%dT%H%M}"
+        if accounts is not None:  # a scoped batch is not the same batch as an unscoped one that minute
+            batch_id += ":" + hashlib.sha256(",".join(sorted(accounts)).encode()).hexdigest()[:12]
         queued = desk.store.enqueue_nudges(batch_id, by_person.items(), requested_by, now) if by_person else 0
         if queued:
             with self._lock:
@@ -284,8 +283,9 @@ class Nudger:
         text = messages.nudge_all_queued_text(queued, users, no_person, seconds)
         if by_person and not queued:
             text = "This Nudge all was already queued a moment ago: nothing more was queued."
-        if result.errors:
-            text += f"\n:warning: {len(result.errors)} account(s) could not be audited: their users were not nudged."
+        errors = [a for a in result.errors if accounts is None or a.account_id in accounts]
+        if errors:
+            text += f"\n:warning: {len(errors)} account(s) could not be audited: their users were not nudged."
         return BatchQueued(batch_id, len(by_person), queued, users, tuple(no_person), text)
 
     # -- the outbox -------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
     if services.nudger is None:
         _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
         return
-    queued = services.nudger.enqueue_all(clicker, notify=lambda text: _tell(respond, text))
+    accounts = messages.parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
+    queued = services.nudger.enqueue_all(clicker, notify=lambda text: _tell(respond, text), accounts=accounts)
     _tell(respond, queued.text)
 
 

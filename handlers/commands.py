@@ -341,10 +341,16 @@ def _digest_from_desk(services: Services, caller: str, respond: Responder) -> No
         return
     _answer(respond, messages.text_message(":hourglass_flowing_sand: Posting the digest…"))
     outcome = post_manual_digest(desk, caller)
+    accounts = "".join(f", <#{a.channel}>" for a in outcome.accounts if a.posted)
     if outcome.ok:
-        text = f"The digest was posted to <#{desk.config.digest_channel}> ({outcome.rows} rows)."
+        text = f"The digest was posted to <#{desk.config.digest_channel}> ({outcome.rows} rows){accounts}."
     elif outcome.posted:
-        text = f":warning: The digest was posted, but {outcome.failed_parts} thread messages could not be."
+        problems = [f"{outcome.failed_parts} thread messages could not be"] if outcome.failed_parts else []
+        problems += [f"<#{channel}> did not get (all of) its digest" for channel in outcome.failed_channels]
+        where = f"<#{desk.config.digest_channel}>{accounts}"
+        text = f":warning: The digest was posted to {where}, but {'; '.join(problems)}."
     else:
         text = f":warning: The digest could not be posted ({messages.escape(outcome.reason)})."
+    if outcome.escalated:
+        text += f"\n{outcome.escalated} overdue violation(s) escalated to <#{desk.config.escalation_channel}>."
     _answer(respond, messages.text_message(text), replace=True)

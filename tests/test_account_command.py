@@ -1,5 +1,6 @@
-"""`/mfa-check ACCOUNT` over real sockets: signed requests to the real WSGI app, an AWS Organization in
-moto reached through assumed roles (behind the counting proxy), answers through the Slack stand-in.
+"""`/mfa-check ACCOUNT`, and an account channel's "Nudge all", over real sockets: signed requests to the real
+WSGI app, an AWS Organization in moto reached through assumed roles (behind the counting proxy), answers
+through the Slack stand-in.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bot.store import Store
 from tests.fixtures_aws import org_config
 from tests.fixtures_slack import ServedApp, serve_wsgi
 from tests.iam_proxy import IamProxy
-from tests.slack_standin import NOBODY, SlackStandIn
+from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, action_body, post, sign
 
 
 def text_of(payload: dict) -> str:
@@ -109,3 +110,23 @@ def test_a_non_admin_naming_an_account_gets_the_usage_not_an_audit(
     received = "".join(r.text for r in org_bot.standin.requests)
     for name in ("dev-alice", "dev-bob", "prod-carol", organization["dev"]):
         assert name not in received
+
+
+def test_an_account_channels_nudge_all_queues_that_accounts_people_only(
+    org_bot: ServedApp, organization: dict[str, str]
+) -> None:
+    def nudge_all(value: str) -> str:
+        response_url = org_bot.standin.response_url()
+        body = action_body("nudge_all", value, ADMIN, response_url, channel="C0DEVCHAN")
+        assert post(org_bot.url, "/slack/events", body, sign(body, org_bot.config.slack_signing_secret or "")).status
+        (answer,) = org_bot.answers(response_url)
+        return answer["text"]
+
+    dev = organization["dev"]
+    scoped = nudge_all(f"accounts:{dev}")  # dev-alice has no Slack person; nobody else is in that account
+    assert scoped.startswith("Nobody to nudge") and f"dev-alice ({dev})" in scoped and "Queued" not in scoped
+    store = org_bot.services.store
+    assert store is not None and store.pending_nudges() == []
+    everyone = nudge_all("all")
+    assert "Queued 3 DMs" in everyone and f"dev-alice ({dev})" in everyone
+    assert sorted(item.slack_user_id for item in store.pending_nudges()) == ["U0BOB0001", "U0ERIN001", "U0IVAN001"]
