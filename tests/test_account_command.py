@@ -82,6 +82,21 @@ def test_one_account_by_id_then_by_alias_audited_and_recorded_alone(
     assert [(e.account_id, e.user_name) for e in store.open_episodes()] == [(dev, "dev-alice")]
 
 
+def test_an_account_that_cannot_be_read_is_an_error_never_clean(
+    org_bot: ServedApp, organization: dict[str, str], iam_proxy: IamProxy
+) -> None:
+    sandbox = organization["sandbox"]
+    iam_proxy.fail("AssumeRole", "AccessDenied", status=403, when=sandbox)
+    _, url = org_bot.command(sandbox)
+    final = org_bot.final(url)
+    text = text_of(final)
+    assert "This account could not be audited" in text and "sts:AssumeRole was denied" in text
+    assert "*Violations:*" not in text and final["text"].endswith("could NOT be completed: the result is unknown")
+    store = org_bot.services.store
+    assert store is not None
+    assert [(s.account_id, bool(s.error)) for s in store.scans()] == [(sandbox, True)]
+
+
 @pytest.mark.parametrize("wanted", ["nosuch-acct", "999999999999"])
 def test_an_unknown_account_is_one_line_and_changes_nothing(org_bot: ServedApp, wanted: str) -> None:
     _, url = org_bot.command(wanted)
