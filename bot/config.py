@@ -194,6 +194,12 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
     if organization and account_ids:
         raise ConfigError("set either AWS_ACCOUNT_IDS or AWS_ORGANIZATION=true, not both")
 
+    digest_channel = _channel(env, "DIGEST_CHANNEL")
+    account_channels = _account_channels(env)
+    escalation_channel = _channel(env, "ESCALATION_CHANNEL")
+    if (account_channels or escalation_channel) and not digest_channel:
+        raise ConfigError("ACCOUNT_CHANNELS and ESCALATION_CHANNEL work with the digest: set DIGEST_CHANNEL too")
+
     timezone = _str(env, "DIGEST_TIMEZONE") or "UTC"
     try:
         ZoneInfo(timezone)
@@ -205,7 +211,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         slack_signing_secret=_str(env, "SLACK_SIGNING_SECRET"),
         slack_api_url=slack_api_url,
         port=_int(env, "PORT", 3000, minimum=1),
-        digest_channel=_channel(env, "DIGEST_CHANNEL"),
+        digest_channel=digest_channel,
         digest_cron=_digest_cron(env),
         digest_timezone=timezone,
         admin_user_ids=_admins(env),
@@ -225,9 +231,9 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         aws_external_id=_str(env, "AWS_EXTERNAL_ID"),
         aws_organization=organization,
         aws_max_concurrency=_int(env, "AWS_MAX_CONCURRENCY", 8, minimum=1),
-        account_channels=_account_channels(env),
+        account_channels=account_channels,
         escalate_after_days=_int(env, "ESCALATE_AFTER_DAYS", 7, minimum=1),
-        escalation_channel=_channel(env, "ESCALATION_CHANNEL"),
+        escalation_channel=escalation_channel,
         report_deadline_seconds=_float(env, "REPORT_DEADLINE_SECONDS", 60.0),
         live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 8, minimum=1),
     )
