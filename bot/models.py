@@ -173,3 +173,17 @@ class AuditResult:
     @property
     def violations(self) -> list[UserFinding]:
         return [u for a in self.accounts for u in a.users if u.status == "violation"]
+
+
+def violation_finding(arn: str, tags: dict[str, str] | None = None) -> UserFinding:
+    """A violating user known only by its ARN (and tags): enough to name, resolve and render it."""
+    account_id, user_name = arn_user(arn)
+    return UserFinding(
+        account_id=account_id,
+        user_name=user_name,
+        arn=arn,
+        console_access=True,
+        mfa_devices=(),
+        status="violation",
+        tags=dict(tags or {}),
+    )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from bot import messages
 from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
-from bot.models import AuditResult, UserFinding, arn_user
+from bot.models import AuditResult, UserFinding, violation_finding
 from bot.store import process_identity
 
 if TYPE_CHECKING:
@@ -44,20 +44,7 @@ NOTHING_LEFT = "nothing to nudge: fixed before the DM went"
 
 def targets_from_arns(arns: Iterable[str]) -> list[UserFinding]:
     """The IAM users a DM is about, from their ARNs alone (enough to render the steps)."""
-    users = []
-    for arn in dict.fromkeys(arns):
-        account_id, user_name = arn_user(arn)
-        users.append(
-            UserFinding(
-                account_id=account_id,
-                user_name=user_name,
-                arn=arn,
-                console_access=True,
-                mfa_devices=(),
-                status="violation",
-            )
-        )
-    return users
+    return [violation_finding(arn) for arn in dict.fromkeys(arns)]
 
 
 @dataclass(frozen=True)

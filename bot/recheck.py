@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bot import aws, messages, service
 from bot.digest import Desk, refresh_rows
 from bot.identity import Roles
-from bot.models import LiveState, UserFinding
+from bot.models import LiveState, violation_finding
 from bot.store import SCHEDULER, Episode
 
 logger = logging.getLogger(__name__)
@@ -107,15 +107,7 @@ class Rechecker:
         links = self.desk.store.links()
         if arn in links:
             return links[arn]
-        finding = UserFinding(
-            account_id=account_id,
-            user_name=user_name,
-            arn=arn,
-            console_access=True,
-            mfa_devices=(),
-            status="violation",
-            tags=aws.user_tags(iam, user_name),
-        )
+        finding = violation_finding(arn, aws.user_tags(iam, user_name))
         return self.desk.identity.resolve(finding, links)
 
     def recheck(self, clicker: str, account_id: str, user_name: str) -> RecheckAnswer:

@@ -8,6 +8,7 @@ IAM server seeded with the demo account (tests.fixtures_aws), and to a SQLite st
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -119,13 +120,26 @@ def serve_app(slack_config: Config, slack_standin: SlackStandIn) -> Iterator[Cal
         services.jobs.shutdown(wait=True, cancel_futures=True)
 
 
-@pytest.fixture
-def served_app(slack_config: Config, serve_app: Callable[[Services], ServedApp]) -> Iterator[ServedApp]:
-    """The production wiring (real audit against moto, store, directory, roles) served over HTTP."""
+@contextlib.contextmanager
+def served_production(config: Config, standin: SlackStandIn, **build_kwargs: Any) -> Iterator[ServedApp]:
+    """The production wiring for `config` (real audit, store, directory, roles) served over HTTP."""
     from bot.store import Store
 
-    store = Store.open(slack_config.database_url)
+    client = make_web_client(config)
+    store = Store.open(config.database_url)
+    services = build_services(config, client, store, **build_kwargs)
+    server, url = serve_wsgi(wsgi_app(create_app(config, services, client)))
     try:
-        yield serve_app(build_services(slack_config, make_web_client(slack_config), store))
+        yield ServedApp(url=url, standin=standin, services=services, config=config)
     finally:
+        server.shutdown()
+        server.server_close()
+        services.jobs.shutdown(wait=True, cancel_futures=True)
         store.close()
+
+
+@pytest.fixture
+def served_app(slack_config: Config, slack_standin: SlackStandIn) -> Iterator[ServedApp]:
+    """The production wiring (real audit against moto, store, directory, roles) served over HTTP."""
+    with served_production(slack_config, slack_standin) as served:
+        yield served

@@ -12,13 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.app import build_services, create_app
 from bot.config import Config
-from bot.server import wsgi_app
-from bot.slack import make_web_client
-from bot.store import Store
 from tests.fixtures_aws import org_config
-from tests.fixtures_slack import ServedApp, serve_wsgi
+from tests.fixtures_slack import ServedApp, served_production
 from tests.iam_proxy import IamProxy
 from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, action_body, post, sign
 
@@ -39,17 +35,8 @@ def org_bot(
         database_url=slack_config.database_url,
         email_domain=slack_config.email_domain,
     )
-    client = make_web_client(config)
-    store = Store.open(config.database_url)
-    services = build_services(config, client, store)
-    server, url = serve_wsgi(wsgi_app(create_app(config, services, client)))
-    try:
-        yield ServedApp(url=url, standin=slack_standin, services=services, config=config)
-    finally:
-        server.shutdown()
-        server.server_close()
-        services.jobs.shutdown(wait=True)
-        store.close()
+    with served_production(config, slack_standin) as served:
+        yield served
 
 
 def scanned(bot: ServedApp) -> list[str]:

@@ -7,7 +7,6 @@ demo account takes about ten seconds: the acks must still come back in well unde
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bot.demo import DEMO_USERS, demo_client, seed_demo_account
+from tests.bot_process import bot_env, serve_process
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.iam_proxy import IamProxy
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn, command_body, get, post, sign
@@ -28,12 +28,6 @@ from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn, command_bo
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "gunicorn-test-signing-secret"
 IAM_CALL_DELAY = 1.5  # about seven calls in sequence (others overlap): a ten-second audit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -54,20 +48,6 @@ class BotProcess:
         return result.seconds, result.status, response_url
 
 
-def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the bot exited with {process.returncode}")
-        try:
-            if get(url, "/healthz", timeout=1).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the bot did not become healthy")
-
-
 @pytest.fixture(scope="module")
 def bot_process(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
     """The bot served by gunicorn in a subprocess, against the stand-in and a slow IAM."""
@@ -77,45 +57,11 @@ def bot_process(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
             env.setenv(key, value)
         seed_demo_account(demo_client(moto_server))
     workdir = tmp_path_factory.mktemp("bot")
-    port = free_port()
     with SlackStandIn(members=MEMBERS) as standin, IamProxy(moto_server, delay_seconds=IAM_CALL_DELAY) as proxy:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(REPO),
-            "HOME": str(workdir),
-            **FAKE_AWS_ENV,
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-            "AWS_ENDPOINT_URL": proxy.url,
-            "SLACK_BOT_TOKEN": "xoxb-test-token",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": standin.api_url,
-            "PORT": str(port),
-            "ADMIN_USER_IDS": ADMIN,
-            "EMAIL_DOMAIN": "example.com",
-            "DATABASE_URL": f"sqlite:///{workdir / 'bot.db'}",
-            "DIGEST_CRON": "off",
-        }
-        log_path = workdir / "bot.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve"],
-                cwd=workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, process)
+        database_url = f"sqlite:///{workdir / 'bot.db'}"
+        env = bot_env(workdir, standin, proxy.url, database_url, SECRET, DIGEST_CRON="off")
+        with serve_process(workdir, env) as (url, process, log_path):
             yield BotProcess(url, standin, proxy, process, log_path)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def test_acks_stay_fast_while_a_ten_second_audit_runs(bot_process: BotProcess) -> None:

@@ -24,9 +24,9 @@ import pytest
 
 from bot.demo import demo_client, seed_demo_account
 from bot.store import Store
+from tests.bot_process import bot_env, serve_process
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, Recorded, SlackStandIn, action_body, post, sign
-from tests.test_app_http import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "e2e-signing-secret"
@@ -45,43 +45,10 @@ def due_now() -> tuple[str, str]:
 def serve(moto_url: str, standin: SlackStandIn, database_url: str, workdir: Path) -> Iterator[tuple[str, Path]]:
     """`python -m bot serve` in HTTP mode, due for a digest this minute; yields its URL and log path."""
     cron, zone = due_now()
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO),
-        "HOME": str(workdir),
-        **FAKE_AWS_ENV,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_ENDPOINT_URL": moto_url,
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": standin.api_url,
-        "PORT": str(port),
-        "ADMIN_USER_IDS": ADMIN,
-        "EMAIL_DOMAIN": "example.com",
-        "DATABASE_URL": database_url,
-        "DIGEST_CHANNEL": CHANNEL,
-        "DIGEST_CRON": cron,
-        "DIGEST_TIMEZONE": zone,
-        "RECHECK_INTERVAL_MINUTES": "0",
-    }
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "bot.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process)  # type: ignore[arg-type]
+    extra = {"DIGEST_CHANNEL": CHANNEL, "DIGEST_CRON": cron, "DIGEST_TIMEZONE": zone, "RECHECK_INTERVAL_MINUTES": "0"}
+    env = bot_env(workdir, standin, moto_url, database_url, SECRET, **extra)
+    with serve_process(workdir, env) as (url, _, log_path):
         yield url, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def click(url: str, standin: SlackStandIn, action_id: str, value: str, user: str, channel: str, message: dict) -> str:

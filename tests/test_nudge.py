@@ -12,7 +12,8 @@ from slack_sdk.web import WebClient
 
 from bot import messages
 from bot.digest import post_scheduled_digest
-from bot.nudges import INTERRUPTED, Nudger, NudgeWorker, arn_user, targets_from_arns
+from bot.models import arn_user
+from bot.nudges import INTERRUPTED, Nudger, NudgeWorker, targets_from_arns
 from bot.pacing import DOCUMENTED_RATES, PacedSlack
 from bot.slack import BoundedRateLimitRetryHandler
 from bot.store import Store

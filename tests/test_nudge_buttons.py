@@ -11,15 +11,12 @@ from typing import Any
 
 import pytest
 
-from bot.app import build_services, create_app
 from bot.config import Config
 from bot.demo import demo_client
 from bot.nudges import NudgeWorker
 from bot.pacing import PacedSlack
-from bot.server import wsgi_app
 from bot.slack import make_web_client
-from bot.store import Store
-from tests.fixtures_slack import ServedApp, serve_wsgi
+from tests.fixtures_slack import ServedApp, served_production
 from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, action_body, post, sign
 from tests.workflow_helpers import CHANNEL
 
@@ -30,17 +27,8 @@ ACCOUNT = "123456789012"
 def bot(slack_config: Config, slack_standin: SlackStandIn) -> Iterator[ServedApp]:
     """The production wiring with a digest channel, Slack calls paced 1000x faster than documented."""
     config = dataclasses.replace(slack_config, digest_channel=CHANNEL)
-    client = make_web_client(config)
-    store = Store.open(config.database_url)
-    services = build_services(config, client, store, slack=PacedSlack.scaled(client, 1000))
-    server, url = serve_wsgi(wsgi_app(create_app(config, services, client)))
-    try:
-        yield ServedApp(url=url, standin=slack_standin, services=services, config=config)
-    finally:
-        server.shutdown()
-        server.server_close()
-        services.jobs.shutdown(wait=True)
-        store.close()
+    with served_production(config, slack_standin, slack=PacedSlack.scaled(make_web_client(config), 1000)) as served:
+        yield served
 
 
 def click(bot: ServedApp, action_id: str, value: str, user: str, channel: str = CHANNEL, message: Any = None) -> str:
