@@ -127,9 +127,9 @@ def audit_target(
     return audit.judge_account(facts, policy)
 
 
-def _matches(account: AccountFindings | AccountTarget, wanted: str) -> bool:
-    alias = getattr(account, "alias", None) or getattr(account, "name", None)
-    return wanted in {account.account_id, alias}
+def _matches(account_id: str, names: tuple[str | None, ...], wanted: str) -> bool:
+    """`wanted` is the account's id, or one of its names (alias; organization account name)."""
+    return wanted == account_id or wanted in {n for n in names if n}
 
 
 class _InFlight:
@@ -174,14 +174,15 @@ def run_audit(
         with in_flight:
             return audit_target(config, base, target, partition, policy)
 
-    selected = [t for t in targets if only is None or _matches(t, only)]
-    if only is not None and not selected and not only.isdigit():
-        selected = targets  # an alias is known only once the account is read
+    named = [t for t in targets if only is None or _matches(t.account_id, (t.name,), only)]
+    # An alias is known only once the account is read: then read them all and keep its account.
+    by_alias = only is not None and not named and not only.isdigit()
+    selected = targets if by_alias else named
     workers = max(1, min(config.aws_max_concurrency, len(selected)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-account") as pool:
         accounts = list(pool.map(one, selected))
-    if only is not None:
-        accounts = [a for a in accounts if _matches(a, only)]
+    if by_alias:
+        accounts = [a for a in accounts if _matches(a.account_id, (a.alias,), only)]
     accounts.sort(key=lambda a: (a.error is None, a.label.lower()))
     return AuditResult(generated_at=now, accounts=accounts, peak_accounts_in_flight=in_flight.peak)
 

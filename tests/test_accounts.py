@@ -102,3 +102,10 @@ def test_every_list_accounts_page_is_read_and_inactive_accounts_left_out():
     finally:
         session.client = original  # type: ignore[method-assign]
     stub.assert_no_pending_responses()
+
+
+def test_one_account_by_its_organization_name(organization, iam_proxy):
+    # "dev" is the account's name in the organization; its IAM alias is "acme-dev".
+    result = service.run_audit(org_config(iam_proxy.url), only="dev")
+    assert [a.account_id for a in result.accounts] == [organization["dev"]]
+    assert iam_proxy.calls["AssumeRole"] == 1
