@@ -102,11 +102,6 @@ class SlackDirectory:
         """The Slack user ID whose profile email is `email` (case-insensitive), if any."""
         return self.emails().get(email.strip().lower())
 
-    def invalidate(self) -> None:
-        """Forget the cache: the next lookup reads users.list again."""
-        with self._lock:
-            self._expires_at = None
-
 
 class _WithCaller:
     """A directory that also knows one person's email for sure (from users.info)."""
