@@ -102,14 +102,20 @@ def _admin_only(services: Services, body: Mapping[str, Any], action: str, respon
     return None
 
 
+def _nudging_admin(services: Services, body: Mapping[str, Any], action: str, respond: Responder) -> str | None:
+    """The clicker when an admin and nudges are possible (a store); otherwise say why and return None."""
+    clicker = _admin_only(services, body, action, respond)
+    if clicker is not None and services.nudger is None:
+        _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
+        return None
+    return clicker
+
+
 def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
     """Nudge the person behind the clicked row, or say why not (cooldown: when and by whom)."""
     respond = _responder(body)
-    clicker = _admin_only(services, body, "nudge", respond)
-    if clicker is None:
-        return
-    if services.nudger is None:
-        _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
+    clicker = _nudging_admin(services, body, "nudge", respond)
+    if clicker is None or services.nudger is None:
         return
     parsed = messages.parse_user_value(_value(body))
     if parsed is None:
@@ -122,11 +128,8 @@ def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
 def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
     """Queue a DM for every person with violations; they go out at Slack's pace."""
     respond = _responder(body)
-    clicker = _admin_only(services, body, "nudge_all", respond)
-    if clicker is None:
-        return
-    if services.nudger is None:
-        _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
+    clicker = _nudging_admin(services, body, "nudge_all", respond)
+    if clicker is None or services.nudger is None:
         return
     accounts = messages.parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
     queued = services.nudger.enqueue_all(clicker, notify=lambda text: _tell(respond, text), accounts=accounts)
