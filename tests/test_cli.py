@@ -123,3 +123,25 @@ def test_migrate_creates_the_schema_and_a_bad_database_is_one_line(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "DATABASE_URL" in lines[0] and "***" in lines[0], done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+OLD_PYTHON = (
+    "import runpy, sys\n"
+    "sys.version_info = (3, 10, 14, 'final', 0)\n"
+    "sys.modules['bot.cli'] = None  # stands for a module that needs 3.11: importing it fails\n"
+    "runpy.run_module('bot', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def test_an_older_python_gets_one_line_and_exit_2(tmp_path):
+    import ast
+
+    for name in ("__init__.py", "__main__.py"):  # read by any Python 3: no newer syntax before the check
+        ast.parse((ROOT / "bot" / name).read_text(), feature_version=(3, 7))
+    done = subprocess.run(
+        [sys.executable, "-c", OLD_PYTHON],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == ["error: mfa-bot needs Python 3.11 or newer; this is Python 3.10"]
