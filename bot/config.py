@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +20,7 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
+SECRET_SETTINGS = frozenset({"slack_bot_token", "slack_app_token", "slack_signing_secret", "aws_external_id"})
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,20 @@ class Config:
     escalation_channel: str | None = None
     report_deadline_seconds: float = 60.0
     live_check_concurrency: int = 8
+
+    def __repr__(self) -> str:
+        """Every setting, with tokens and secrets as '***' and DATABASE_URL's password masked."""
+        from bot.store.db import mask_url
+
+        def shown(name: str, value: object) -> str:
+            if name in SECRET_SETTINGS and value:
+                return "'***'"
+            if name == "database_url":
+                return repr(mask_url(str(value)))
+            return repr(value)
+
+        settings = ", ".join(f"{f.name}={shown(f.name, getattr(self, f.name))}" for f in fields(self))
+        return f"Config({settings})"
 
     @property
     def socket_mode(self) -> bool:

@@ -29,6 +29,12 @@ from bot.config import Config
 
 logger = logging.getLogger(__name__)
 
+# A response_url is a bearer credential for half an hour: slack_sdk's webhook client logs it with
+# every request at DEBUG. Its loggers stay at INFO whatever the root level, so no DEBUG line has one.
+RESPONSE_URL_LOGGERS = (logging.getLogger("bot.slack.response_url"), logging.getLogger("slack_sdk.webhook"))
+for _quiet in RESPONSE_URL_LOGGERS:
+    _quiet.setLevel(logging.INFO)
+
 RATE_LIMIT_MAX_RETRIES = 50
 RATE_LIMIT_MAX_TOTAL_WAIT_SECONDS = 300.0
 WEB_API_TIMEOUT_SECONDS = 30
@@ -131,7 +137,12 @@ def make_responder(response_url: str) -> Responder:
     Bolt's own `respond` does not retry a 429; this one does. Keyword arguments are the
     message fields (`text`, `blocks`, `response_type`, `replace_original`...).
     """
-    client = WebhookClient(url=response_url, timeout=WEB_API_TIMEOUT_SECONDS, retry_handlers=retry_handlers())
+    client = WebhookClient(
+        url=response_url,
+        timeout=WEB_API_TIMEOUT_SECONDS,
+        retry_handlers=retry_handlers(),
+        logger=RESPONSE_URL_LOGGERS[0],
+    )
 
     def respond(**message: Any) -> WebhookResponse:
         message = {k: v for k, v in message.items() if v is not None}

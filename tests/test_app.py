@@ -263,6 +263,20 @@ def test_forged_and_replayed_requests_get_401_and_their_body_is_not_logged(
     assert served_app.services.store is not None and not served_app.services.store.actions()
 
 
+def test_debug_logs_never_contain_a_response_url(served_app: ServedApp, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    ack, url = served_app.command("")  # an audit: a placeholder, then the answer, both to response_url
+    assert ack.status == 200
+    served_app.final(url)
+    _, help_url = served_app.command("help")
+    served_app.answers(help_url)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert len(caplog.records) > 20  # DEBUG really was on
+    for path in (urllib.parse.urlparse(url).path, urllib.parse.urlparse(help_url).path):
+        assert path not in logged and urllib.parse.quote(path, safe="") not in logged
+    assert "response_url" not in logged.replace("no response_url", "")
+
+
 def test_health_and_unknown_paths(served_app: ServedApp) -> None:
     assert get(served_app.url, "/healthz").status == 200
     assert get(served_app.url, "/slack/events").status == 404

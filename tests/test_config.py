@@ -87,3 +87,18 @@ def test_dotenv_example_lists_every_setting_and_loads_as_the_defaults():
     listed = set(re.findall(r"^#? ?([A-Z_]+)=", example.read_text(), flags=re.M))
     assert read_by_config - listed == set()
     assert load_config({}, dotenv_path=example) == load()
+
+
+def test_repr_shows_no_token_secret_or_password():
+    config = load(
+        SLACK_BOT_TOKEN="xoxb-bot-SECRET1",
+        SLACK_APP_TOKEN="xapp-app-SECRET2",
+        SLACK_SIGNING_SECRET="SECRET3",
+        AWS_EXTERNAL_ID="SECRET4",
+        DATABASE_URL="postgresql://app:SECRET5@db/mfa?sslpassword=SECRET6",
+    )
+    shown = repr(config) + str(config) + f"{config!r}"
+    assert "SECRET" not in shown
+    assert "slack_bot_token='***'" in shown and "database_url='postgresql://app:***@db/mfa?sslpassword=***'" in shown
+    assert "port=3000" in shown and "slack_app_token='***'" in shown
+    assert "slack_signing_secret=None" in repr(load())

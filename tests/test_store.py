@@ -463,6 +463,15 @@ def test_postgres_scheme_opens(pg_admin_engine: Engine) -> None:
         ("postgresql://app@db/mfa", "postgresql://app@db/mfa"),
         ("sqlite:///mfa_bot.db", "sqlite:///mfa_bot.db"),
         ("sqlite:////var/lib/mfa@bot.db", "sqlite:////var/lib/mfa@bot.db"),
+        ("app:hunter2@db/mfa", "app:***@db/mfa"),
+        ("app:p@ss:w/rd@db:5432/mfa", "app:***@db:5432/mfa"),
+        (
+            "postgresql://db/mfa?sslpassword=hunter2&sslmode=require",
+            "postgresql://db/mfa?sslpassword=***&sslmode=require",
+        ),
+        ("postgresql://db/mfa?sslmode=require&PASSWORD=p@ss:w", "postgresql://db/mfa?sslmode=require&PASSWORD=***"),
+        ("postgresql://app:one@db/mfa?password=two", "postgresql://app:***@db/mfa?password=***"),
+        ("host=db user=app password=hunter2 port=5432", "host=db user=app password=*** port=5432"),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
@@ -532,3 +541,23 @@ def test_in_memory_sqlite_for_quick_tests() -> None:
     with Store.open("sqlite://") as memory:
         memory.set_link(ALICE, "U0ALICE", "UADMIN", T0)
         assert memory.links() == {ALICE: "U0ALICE"}
+
+
+def test_store_error_scrubs_query_passwords_from_the_driver_message() -> None:
+    from bot.store.db import store_error
+
+    url = "postgresql+psycopg://db/mfa?sslpassword=hunter2&password=s3cret"
+    error = store_error(url, RuntimeError("connection failed: bad sslpassword hunter2 (password s3cret)"))
+    assert "hunter2" not in str(error) and "s3cret" not in str(error)
+
+
+def test_a_new_sqlite_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    old_umask = os.umask(0o022)  # a usual umask would leave it world-readable
+    try:
+        with Store.open(f"sqlite:///{path}") as store:
+            store.record_action("U1", "test", None, None, datetime.now(UTC))
+    finally:
+        os.umask(old_umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir() if p.name.startswith("bot.db")}
+    assert modes["bot.db"] == 0o600 and set(modes.values()) == {0o600}, modes

@@ -8,6 +8,7 @@ timeout and foreign keys on every connect, and SQLAlchemy (not the sqlite3 modul
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,13 +43,36 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def mask_url(url: str) -> str:
-    """The URL as given, with its password (userinfo or ``?password=``) replaced by ``***``.
+_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*://")
+# password=, sslpassword=, ... in a query string or a libpq "key=value ..." string
+_SECRET_PARAM = re.compile(r"((?:^|[?&;\s])[^=&;?\s]*pass[^=&;\s]*=)[^&;\s]*", re.IGNORECASE)
 
-    Masks up to the last ``@``, so an unescaped ``@`` in a password never leaks a part of it.
+
+def mask_url(url: str) -> str:
+    """The URL as given, with every password (userinfo, ``?password=``, ``?sslpassword=``) as ``***``.
+
+    Works whatever the shape (with or without ``scheme://``). Query secrets are masked first, then
+    userinfo up to the last ``@``, so an unescaped ``@`` in a password never leaks a part of it.
     """
-    masked = re.sub(r"^([A-Za-z][\w+.-]*://[^:/?#@]*):.*@", r"\1:***@", url.strip())
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)
+    text = url.strip()
+    scheme = _SCHEME.match(text)
+    head = scheme.group(0) if scheme else ""
+    rest = _SECRET_PARAM.sub(r"\1***", text[len(head) :])
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return head + rest
+
+
+def _secrets_of(url: str) -> list[str]:
+    """The password and any password-like query values in `url` (to scrub from driver messages)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return []
+    values = [parsed.password] + [v for k, v in parsed.query.items() if "pass" in k.lower()]
+    flat = [item for value in values for item in (value if isinstance(value, tuple) else (value,))]
+    return [str(item) for item in flat if item]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -60,12 +84,8 @@ def _one_line(exc: BaseException) -> str:
 def store_error(url: str, exc: BaseException, doing: str = "open") -> StoreError:
     """A one-line StoreError for `exc`, naming DATABASE_URL with the password masked."""
     reason = _one_line(exc)
-    try:
-        password = make_url(url).password
-    except (ArgumentError, ValueError):
-        password = None
-    if password:
-        reason = reason.replace(str(password), "***")
+    for secret in _secrets_of(url):
+        reason = reason.replace(secret, "***")
     return StoreError(f"cannot {doing} DATABASE_URL {mask_url(url)}: {reason}")
 
 
@@ -87,8 +107,20 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
 
+def _create_owner_only(path: str, url: str) -> None:
+    """Create a new SQLite file readable by its owner only (0600); SQLite gives its -wal and -shm the same mode."""
+    if path.startswith("file:"):  # a URI filename: SQLite opens it as the URI says
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise store_error(url, exc) from None
+
+
 def create_store_engine(url: str) -> Engine:
-    """An Engine for DATABASE_URL (SQLite file or memory, or PostgreSQL); no I/O yet."""
+    """An Engine for DATABASE_URL (SQLite file or memory, or PostgreSQL); no I/O but creating a new SQLite file."""
     url = normalize_url(url)
     try:
         parsed: URL = make_url(url)
@@ -100,6 +132,8 @@ def create_store_engine(url: str) -> Engine:
         kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
         if parsed.database in (None, "", ":memory:"):  # one shared connection: tests only
             kwargs = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
+        else:
+            _create_owner_only(parsed.database, url)
         engine = sa.create_engine(parsed, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
