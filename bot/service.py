@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bot import audit, aws
 from bot.config import Config
 from bot.models import STATUSES, AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus
+from bot.snapshot import account_to_json
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -188,10 +189,11 @@ def run_audit(
 
 
 def record_result(store: Store, result: AuditResult, started_at: datetime, finished_at: datetime) -> None:
-    """Write each account's scan to the store and move its violation episodes.
+    """Write each account's scan to the store, move its violation episodes and keep its findings.
 
-    A failed account gets its scan row (with the error) but never touches its episodes:
-    an audit that could not read an account must not mark anyone fixed.
+    A failed account gets its scan row (with the error) but never touches its episodes nor its
+    kept findings (the App Home's snapshot): an audit that could not read an account must not
+    mark anyone fixed.
     """
     for account in result.accounts:
         counts = {status: len(account.by_status(status)) for status in STATUSES}
@@ -199,6 +201,7 @@ def record_result(store: Store, result: AuditResult, started_at: datetime, finis
         if account.error is None:
             violating = [(u.arn, u.user_name) for u in account.by_status("violation")]
             store.sync_episodes(account.account_id, violating, finished_at)
+            store.save_snapshot(account.account_id, result.generated_at, account_to_json(account), finished_at)
 
 
 def run_recorded_audit(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from bot import service
 from bot.config import Config
 from bot.demo import demo_client
+from bot.snapshot import account_from_json
 
 
 def config_for(proxy_url: str) -> Config:
@@ -25,13 +26,18 @@ def test_episodes_open_close_and_survive_a_failed_scan(demo_account, iam_proxy, 
     iam.enable_mfa_device(
         UserName="bob", SerialNumber=serial, AuthenticationCode1="111111", AuthenticationCode2="222222"
     )
-    service.run_recorded_audit(config, store)
+    second = service.run_recorded_audit(config, store)
     assert {e.user_name for e in store.open_episodes()} == {"erin", "ivan"}
+    (kept,) = store.snapshots()
+    assert account_from_json(kept.findings).users == second.accounts[0].users
+    assert kept.audited_at == second.generated_at
 
     iam_proxy.fail("GetCredentialReport", "AccessDenied", status=403)
     failed = service.run_recorded_audit(config, store)
     assert failed.accounts[0].error
     assert {e.user_name for e in store.open_episodes()} == {"erin", "ivan"}  # nobody marked fixed
+    (kept,) = store.snapshots()  # the last good audit's findings stay, for the App Home
+    assert account_from_json(kept.findings).by_status("violation") == second.accounts[0].by_status("violation")
     scans = store.scans(limit=10)
     assert [s.error is not None for s in scans] == [True, False, False]
     assert (scans[1].violation, scans[2].violation) == (2, 3)

@@ -366,6 +366,48 @@ def test_scans(store: Store) -> None:
         store.record_scan(ACCOUNT, T0, T0, {"violations": 1})
 
 
+def test_latest_scan_of_each_account(store: Store) -> None:
+    store.record_scan(ACCOUNT, T0, T0, {"violation": 2})
+    store.record_scan(OTHER_ACCOUNT, T0, T0, {"violation": 1})
+    store.record_scan(ACCOUNT, T0 + timedelta(hours=1), None, {}, error="throttled")
+
+    latest = store.latest_scans()
+
+    assert sorted(latest) == [ACCOUNT, OTHER_ACCOUNT]
+    assert (latest[ACCOUNT].error, latest[ACCOUNT].started_at) == ("throttled", T0 + timedelta(hours=1))
+    assert latest[OTHER_ACCOUNT].violation == 1
+
+
+def test_snapshots_are_kept_one_per_account_and_replaced(store: Store) -> None:
+    store.save_snapshot(ACCOUNT, T0, '{"first": 1}', T0 + timedelta(seconds=5))
+    store.save_snapshot(OTHER_ACCOUNT, T0, '{"other": 1}', T0 + timedelta(seconds=6))
+    store.save_snapshot(ACCOUNT, T0 + timedelta(hours=1), '{"second": 1}', T0 + timedelta(hours=1, seconds=5))
+
+    assert store.snapshot_times() == {
+        ACCOUNT: T0 + timedelta(hours=1, seconds=5),
+        OTHER_ACCOUNT: T0 + timedelta(seconds=6),
+    }
+    mine, other = store.snapshots()
+    assert (mine.account_id, mine.audited_at, mine.findings) == (ACCOUNT, T0 + timedelta(hours=1), '{"second": 1}')
+    assert other.findings == '{"other": 1}'
+    assert [s.account_id for s in store.snapshots([OTHER_ACCOUNT])] == [OTHER_ACCOUNT]
+    big = "x" * 3_000_000  # a 10,000-user account is a few megabytes of JSON
+    store.save_snapshot(ACCOUNT, T0, big, T0)
+    assert store.snapshots([ACCOUNT])[0].findings == big
+
+
+def test_recent_home_openers_latest_first_within_the_window(store: Store) -> None:
+    store.note_home_opened("U0OLD", T0)
+    store.note_home_opened("U0A", T0 + timedelta(minutes=50))
+    store.note_home_opened("U0B", T0 + timedelta(minutes=55))
+    store.note_home_opened("U0OLD", T0 + timedelta(minutes=10))  # a second visit moves the time
+
+    since = T0 + timedelta(minutes=5)
+    assert store.recent_home_openers(since, limit=10) == ["U0B", "U0A", "U0OLD"]
+    assert store.recent_home_openers(since, limit=2) == ["U0B", "U0A"]
+    assert store.recent_home_openers(T0 + timedelta(hours=1), limit=10) == []
+
+
 def test_audit_trail(store: Store) -> None:
     store.record_action("UADMIN", "exempt", ALICE, "7d: break-glass", T0)
     store.record_action("UNOBODY", "nudge", "all", "not an admin", T0 + timedelta(minutes=1), outcome="refused")
@@ -399,6 +441,10 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
     assert done is not None
     store.complete_nudge(done.id, "sent", None, old)
     store.set_link(BOB, "U0BOB", "UADMIN", old)
+    store.save_snapshot(OTHER_ACCOUNT, old, "{}", old)  # an account no longer audited
+    store.save_snapshot(ACCOUNT, now, "{}", now)
+    store.note_home_opened("U0GONE", old)
+    store.note_home_opened("U0BOB", now)
 
     counts = store.prune(30, now)
 
@@ -410,6 +456,8 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
         "nudge_outbox": 1,
         "digests": 1,
         "actions": 1,
+        "account_snapshots": 1,
+        "home_openers": 1,
     }
     assert [s.started_at for s in store.scans()] == [now]
     assert [e.arn for e in store.open_episodes()] == [BOB]
@@ -419,6 +467,8 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
     assert [a.action for a in store.actions()] == ["link"]
     assert [i.slack_user_id for i in store.pending_nudges()] == ["U0CAROL"]
     assert store.links() == {BOB: "U0BOB"}
+    assert list(store.snapshot_times()) == [ACCOUNT]
+    assert store.recent_home_openers(old - timedelta(days=1), 10) == ["U0BOB"]
     assert store.prune(30, now) == dict.fromkeys(counts, 0)
     with pytest.raises(ValueError):
         store.prune(0, now)

@@ -16,6 +16,7 @@ from bot.store.records import (
     NudgeClaim,
     OutboxItem,
     Scan,
+    Snapshot,
     StoredExemption,
 )
 from bot.store.store import ESCALATION_PREFIX, NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
@@ -33,6 +34,7 @@ __all__ = [
     "NudgeClaim",
     "OutboxItem",
     "Scan",
+    "Snapshot",
     "Store",
     "StoreError",
     "StoredExemption",

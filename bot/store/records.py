@@ -146,3 +146,13 @@ class Action:
     target: str | None
     detail: str | None
     outcome: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The last successful audit of one account: its findings as JSON (`bot.snapshot` reads them)."""
+
+    account_id: str
+    audited_at: datetime
+    saved_at: datetime
+    findings: str

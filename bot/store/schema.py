@@ -201,3 +201,25 @@ actions = sa.Table(
     sa.Index(None, "at"),
     sa.Index(None, "action", "at"),
 )
+
+# The last successful audit of each account, its findings as JSON (`bot.snapshot`): the App Home
+# is built from these, in any process, without calling AWS. One row per account, replaced.
+account_snapshots = sa.Table(
+    "account_snapshots",
+    metadata,
+    sa.Column("account_id", sa.String(32), primary_key=True),
+    _ts("audited_at"),
+    _ts("saved_at"),
+    sa.Column("findings", sa.Text, nullable=False),
+    sa.Index(None, "saved_at"),
+)
+
+# Who opened the App Home, and when last: their Home is published again after each audit while
+# the visit is recent. One row per person.
+home_openers = sa.Table(
+    "home_openers",
+    metadata,
+    sa.Column("slack_user_id", sa.String(64), primary_key=True),
+    _ts("opened_at"),
+    sa.Index(None, "opened_at"),
+)

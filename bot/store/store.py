@@ -33,6 +33,7 @@ from bot.store.records import (
     NudgeClaim,
     OutboxItem,
     Scan,
+    Snapshot,
     StoredExemption,
 )
 
@@ -129,6 +130,57 @@ class Store:
             query = query.where(t.scans.c.account_id == account_id)
         with self._read() as conn:
             return [Scan(**row._mapping) for row in conn.execute(query)]
+
+    def latest_scans(self) -> dict[str, Scan]:
+        """Each account's latest scan (by started_at, then id), by account id."""
+        s = t.scans.c
+        rank = sa.func.row_number().over(partition_by=s.account_id, order_by=(s.started_at.desc(), s.id.desc()))
+        ranked = sa.select(t.scans, rank.label("rank")).subquery()
+        query = sa.select(*(ranked.c[c.name] for c in t.scans.c)).where(ranked.c.rank == 1)
+        with self._read() as conn:
+            return {row.account_id: Scan(**row._mapping) for row in conn.execute(query)}
+
+    # -- the last audit's findings (App Home) --------------------------------------------------
+
+    def save_snapshot(self, account_id: str, audited_at: datetime, findings: str, now: datetime) -> None:
+        """Keep `findings` (JSON) as the last successful audit of `account_id`, replacing the one before."""
+        values = {"account_id": account_id, "audited_at": _utc(audited_at), "saved_at": _utc(now), "findings": findings}
+        with self._write() as conn:
+            insert = _insert(conn, t.account_snapshots).values(values)
+            conn.execute(insert.on_conflict_do_update(index_elements=["account_id"], set_=values))
+
+    def snapshot_times(self) -> dict[str, datetime]:
+        """account id -> when its kept snapshot was saved (cheap: tells whether a cached copy is current)."""
+        x = t.account_snapshots.c
+        with self._read() as conn:
+            return {row.account_id: row.saved_at for row in conn.execute(sa.select(x.account_id, x.saved_at))}
+
+    def snapshots(self, account_ids: Iterable[str] | None = None) -> list[Snapshot]:
+        """The kept snapshots (of `account_ids`, or all), by account id."""
+        query = sa.select(t.account_snapshots).order_by(t.account_snapshots.c.account_id)
+        if account_ids is not None:
+            query = query.where(t.account_snapshots.c.account_id.in_(list(account_ids)))
+        with self._read() as conn:
+            return [Snapshot(**row._mapping) for row in conn.execute(query)]
+
+    def note_home_opened(self, slack_user_id: str, now: datetime) -> None:
+        """Remember that this person opened the App Home at `now`."""
+        values = {"slack_user_id": slack_user_id, "opened_at": _utc(now)}
+        with self._write() as conn:
+            insert = _insert(conn, t.home_openers).values(values)
+            conn.execute(insert.on_conflict_do_update(index_elements=["slack_user_id"], set_=values))
+
+    def recent_home_openers(self, since: datetime, limit: int) -> list[str]:
+        """The people who opened the App Home after `since`, the latest first, at most `limit`."""
+        h = t.home_openers.c
+        query = (
+            sa.select(h.slack_user_id)
+            .where(h.opened_at > _utc(since))
+            .order_by(h.opened_at.desc(), h.slack_user_id)
+            .limit(max(0, limit))
+        )
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
 
     # -- violation episodes ------------------------------------------------------------------
 
@@ -658,7 +710,8 @@ class Store:
 
         Goes: scans (by started_at), CLOSED episodes (by fixed_at), nudges (by at), finished
         outbox items (by completed_at), digests with their rows (by claimed_at), audit-trail
-        entries (by at), and exemptions that ended (expired or revoked) before the cutoff.
+        entries (by at), exemptions that ended (expired or revoked) before the cutoff, snapshots of
+        accounts no longer audited (by saved_at) and App Home visits (by opened_at).
         Stays: open episodes, exemptions still in force or recently ended, links, pending
         outbox items and the cooldown windows (one row per person).
         """
@@ -674,6 +727,8 @@ class Store:
             "nudge_outbox": t.nudge_outbox.delete().where(t.nudge_outbox.c.completed_at < cutoff),
             "digests": t.digests.delete().where(t.digests.c.claimed_at < cutoff),
             "actions": t.actions.delete().where(t.actions.c.at < cutoff),
+            "account_snapshots": t.account_snapshots.delete().where(t.account_snapshots.c.saved_at < cutoff),
+            "home_openers": t.home_openers.delete().where(t.home_openers.c.opened_at < cutoff),
         }
         with self._write() as conn:
             return {name: conn.execute(statement).rowcount for name, statement in deletes.items()}
