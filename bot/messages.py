@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -96,29 +97,70 @@ class Message:
 # -- text helpers -------------------------------------------------------------------------------
 
 
+# Bidirectional control characters (U+202A-U+202E, U+2066-U+2069) can make a name read as another
+# ("Trojan Source"): removed from everything rendered.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: object) -> str:
+    """`text` as a string without bidi control characters."""
+    return BIDI_CONTROLS.sub("", str(text))
+
+
 def escape(text: object) -> str:
-    """Escape text for Slack mrkdwn: `&`, `<`, `>` (user-supplied text can't form links or mentions)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape text for Slack mrkdwn: `&`, `<`, `>` (user-supplied text can't form links or mentions); no bidi."""
+    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def truncate(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, ending in an ellipsis when cut."""
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+    """`text` cut to `limit` characters, ending in an ellipsis when cut (bidi controls removed).
+
+    A cut never splits a `<…>` mention or link, nor an `&…;` escape: it goes back before it.
+    """
+    text = clean(text)
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    opened = cut.rfind("<")
+    if opened > cut.rfind(">"):  # never leave half a mention or link (`<@U0…`)
+        cut = cut[:opened]
+    entity = cut.rfind("&")
+    if entity != -1 and len(cut) - entity <= 5 and ";" not in cut[entity:]:  # nor half an escape (`&l…`)
+        cut = cut[:entity]
+    return cut + "…"
+
+
+def mrkdwn(text: str) -> MarkdownTextObject:
+    """A mrkdwn text object that Slack shows verbatim: URLs and names in data (tag values, reasons) are not
+    turned into links or mentions; only the bot's own `<@U…>`, `<#C…>` and `<https://…>` forms are."""
+    return MarkdownTextObject(text=clean(text), verbatim=True)
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
+def code_safe(text: object) -> str:
+    """Text that may sit inside inline code or a code block: escaped, no backtick to break out."""
+    return escape(text).replace("`", "'")
+
+
 def code(text: str) -> str:
     """Inline code for mrkdwn, escaped (IAM names cannot contain a backtick, but be safe)."""
-    safe = escape(text).replace("`", "'")
-    return f"`{safe}`"
+    return f"`{code_safe(text)}`"
+
+
+_MENTIONABLE = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def mention(slack_user_id: str) -> str:
+    """`<@U…>` for a well-formed Slack user ID; anything else is shown escaped, never as a mention."""
+    return f"<@{slack_user_id}>" if _MENTIONABLE.fullmatch(slack_user_id or "") else code(slack_user_id)
 
 
 def person_text(user: UserFinding) -> str:
     """`<@U…>` when the identity chain found the person, else "no Slack person found"."""
-    return f"<@{user.slack_user_id}>" if user.slack_user_id else f"_{NO_PERSON}_"
+    return mention(user.slack_user_id) if user.slack_user_id else f"_{NO_PERSON}_"
 
 
 def _days_open(user: UserFinding, now: datetime) -> str:
@@ -153,10 +195,15 @@ def user_value(user: UserFinding) -> str:
     return truncate(f"{user.account_id}:{user.user_name}", MAX_BUTTON_VALUE)
 
 
+_IAM_USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+
+
 def parse_user_value(value: str) -> tuple[str, str] | None:
-    """(account_id, user_name) from a button value, or None when malformed."""
+    """(account_id, user_name) from a button value, or None unless a 12-digit id and an IAM user name."""
     account_id, sep, user_name = value.partition(":")
-    return (account_id, user_name) if sep and account_id and user_name else None
+    if sep and _ACCOUNT_ID.fullmatch(account_id) and _IAM_USER_NAME.fullmatch(user_name):
+        return account_id, user_name
+    return None
 
 
 def violation_row_blocks(
@@ -165,7 +212,7 @@ def violation_row_blocks(
     """One section per violation with a button (for the digest); the caller budgets the blocks."""
     return [
         SectionBlock(
-            text=MarkdownTextObject(text=violation_line(user, now)),
+            text=mrkdwn(violation_line(user, now)),
             accessory=ButtonElement(
                 text=truncate(button_text, MAX_BUTTON_TEXT), action_id=action_id, value=user_value(user)
             ),
@@ -192,10 +239,10 @@ def root_line(account: AccountFindings) -> str:
 def summary_block(account: AccountFindings) -> SectionBlock:
     """Root MFA and the count per status (an account with an error gets no counts at all)."""
     if account.error:
-        return SectionBlock(text=MarkdownTextObject(text=f"Root user: {root_text(account.root)}"))
-    fields = [MarkdownTextObject(text=root_line(account))]
+        return SectionBlock(text=mrkdwn(f"Root user: {root_text(account.root)}"))
+    fields = [mrkdwn(root_line(account))]
     counts = _counts(account)
-    fields += [MarkdownTextObject(text=f"*{title}:* {counts[status]}") for status, title in COUNTED]
+    fields += [mrkdwn(f"*{title}:* {counts[status]}") for status, title in COUNTED]
     return SectionBlock(fields=fields)
 
 
@@ -205,7 +252,7 @@ def error_block(account: AccountFindings) -> SectionBlock:
         f":rotating_light: *This account could not be audited:* {escape(account.error or 'unknown error')}\n"
         "Its result is *unknown*, not clean: fix the access and run `/mfa-check` again."
     )
-    return SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS)))
+    return SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)))
 
 
 def context_block(account: AccountFindings, generated_at: datetime) -> ContextBlock:
@@ -214,7 +261,7 @@ def context_block(account: AccountFindings, generated_at: datetime) -> ContextBl
     if account.report_generated_at:
         text += f" · credential report from {account.report_generated_at:%Y-%m-%d %H:%M} UTC"
     text += " · users the report flags are re-checked live"
-    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+    return ContextBlock(elements=[mrkdwn(text)])
 
 
 def pack_lines(
@@ -244,7 +291,7 @@ def pack_lines(
     hidden = len(lines) - shown
     if hidden:
         sections[-1].append(f"_…and {hidden} more ({more_note})_")
-    return [SectionBlock(text=MarkdownTextObject(text="\n".join(part))) for part in sections], shown
+    return [SectionBlock(text=mrkdwn("\n".join(part))) for part in sections], shown
 
 
 def _fixed_blocks(account: AccountFindings, last: bool) -> int:
@@ -256,7 +303,8 @@ def _fixed_blocks(account: AccountFindings, last: bool) -> int:
 def audit_csv(result: AuditResult) -> str:
     """Every listed row (violation, exempt, grace) of every account, plus one `error` row per failed account.
 
-    Cells starting with = + - @ are prefixed with a quote so spreadsheets don't run them.
+    Cells starting with = + - @, a tab or a carriage return are prefixed with a quote so spreadsheets
+    don't run them.
     """
     out = io.StringIO()
     writer = csv.writer(out)
@@ -287,8 +335,12 @@ def audit_csv(result: AuditResult) -> str:
     return out.getvalue()
 
 
+CSV_FORMULA_STARTS = frozenset({"=", "+", "-", "@", "\t", "\r"})
+
+
 def _safe_row(cells: Iterable[str]) -> list[str]:
-    return ["'" + c if c[:1] in {"=", "+", "-", "@"} else c for c in cells]
+    cells = [clean(c) for c in cells]
+    return ["'" + c if c[:1] in CSV_FORMULA_STARTS else c for c in cells]
 
 
 def fallback_text(result: AuditResult) -> str:
@@ -299,10 +351,10 @@ def fallback_text(result: AuditResult) -> str:
     audited = [a for a in result.accounts if not a.error]
     failed = len(result.accounts) - len(audited)
     if not audited:
-        where = result.accounts[0].label if len(result.accounts) == 1 else _plural(failed, "account")
+        where = escape(result.accounts[0].label) if len(result.accounts) == 1 else _plural(failed, "account")
         return truncate(f"MFA audit of {where} could NOT be completed: the result is unknown", MAX_FALLBACK_CHARS)
     counts = {status: sum(len(a.by_status(status)) for a in audited) for status, _ in LISTED}
-    where = audited[0].label if len(audited) == 1 else _plural(len(audited), "account")
+    where = escape(audited[0].label) if len(audited) == 1 else _plural(len(audited), "account")
     text = (
         f"MFA audit of {where}: {_plural(counts['violation'], 'violation')}, "
         f"{counts['exempt']} exempt, {counts['grace']} in grace period"
@@ -331,7 +383,7 @@ def audit_message(result: AuditResult, max_rows: int = DEFAULT_MAX_ROWS, max_blo
     truncated = bool(hidden_accounts)
     blocks: list[Block] = []
     if not accounts:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=":rotating_light: No account was audited.")))
+        blocks.append(SectionBlock(text=mrkdwn(":rotating_light: No account was audited.")))
     for index, account in enumerate(shown_accounts):
         blocks += [HeaderBlock(text=PlainTextObject(text=account_title(account))), summary_block(account)]
         if account.error:
@@ -369,7 +421,7 @@ def audit_message(result: AuditResult, max_rows: int = DEFAULT_MAX_ROWS, max_blo
                 f"*…and {_plural(len(hidden_accounts), 'more account')}* "
                 f"({_plural(violations, 'violation')}, {failed} could not be audited): see the CSV file.\n" + note
             )
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(note, MAX_SECTION_CHARS))))
+        blocks.append(SectionBlock(text=mrkdwn(truncate(note, MAX_SECTION_CHARS))))
     return Message(text=fallback_text(result), blocks=blocks, file=file)
 
 
@@ -381,8 +433,12 @@ def _partition(arn: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] else "aws"
 
 
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_ACCOUNT_ALIAS = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]")
+
+
 def signin_url(account_id: str, alias: str | None, partition: str = "aws") -> str | None:
-    """The account's console sign-in URL (None outside the standard partitions)."""
+    """The account's console sign-in URL (None outside the standard partitions or for a malformed id)."""
     host = {
         "aws": "signin.aws.amazon.com",
         "aws-us-gov": "signin.amazonaws-us-gov.com",
@@ -390,13 +446,20 @@ def signin_url(account_id: str, alias: str | None, partition: str = "aws") -> st
     }
     if partition not in host:
         return None
-    return f"https://{alias or account_id}.{host[partition]}/console"
+    if alias and _ACCOUNT_ALIAS.fullmatch(alias):
+        return f"https://{alias}.{host[partition]}/console"
+    return f"https://{account_id}.{host[partition]}/console" if _ACCOUNT_ID.fullmatch(account_id) else None
+
+
+def link(url: str) -> str:
+    """A URL the bot built itself, as an explicit mrkdwn link (texts are verbatim: nothing else is linked)."""
+    return f"<{url}>"
 
 
 def cli_steps(user: UserFinding) -> str:
     """The AWS CLI commands that give `user` a virtual MFA device, as a preformatted block."""
-    name = user.user_name
-    serial = f"arn:{_partition(user.arn)}:iam::{user.account_id}:mfa/{name}"
+    name = code_safe(user.user_name)
+    serial = f"arn:{code_safe(_partition(user.arn))}:iam::{code_safe(user.account_id)}:mfa/{name}"
     return (
         "```"
         f"aws iam create-virtual-mfa-device --virtual-mfa-device-name {name} "
@@ -412,7 +475,7 @@ def cli_steps(user: UserFinding) -> str:
 def console_steps(user: UserFinding, alias: str | None = None) -> str:
     """The console steps to assign an MFA device, mrkdwn."""
     url = signin_url(user.account_id, alias, _partition(user.arn))
-    where = f" at {url}" if url else ""
+    where = f" at {link(url)}" if url else ""
     return (
         f"*In the AWS console*\n"
         f"1. Sign in as {code(user.user_name)}{where}.\n"
@@ -427,10 +490,8 @@ def console_steps(user: UserFinding, alias: str | None = None) -> str:
 def fix_steps_blocks(user: UserFinding, alias: str | None = None) -> list[SectionBlock]:
     """Personal MFA set-up steps (console, then CLI) for one IAM user: two sections."""
     return [
-        SectionBlock(text=MarkdownTextObject(text=truncate(console_steps(user, alias), MAX_SECTION_CHARS))),
-        SectionBlock(
-            text=MarkdownTextObject(text=truncate("*Or with the AWS CLI*\n" + cli_steps(user), MAX_SECTION_CHARS))
-        ),
+        SectionBlock(text=mrkdwn(truncate(console_steps(user, alias), MAX_SECTION_CHARS))),
+        SectionBlock(text=mrkdwn(truncate("*Or with the AWS CLI*\n" + cli_steps(user), MAX_SECTION_CHARS))),
     ]
 
 
@@ -474,13 +535,11 @@ def personal_message(findings: Sequence[UserFinding], result: AuditResult, max_b
         if len(blocks) + cost > max_blocks - 1:
             left = [u.user_name for u in findings[index:]]
             text = f"_…and {_plural(len(left), 'more IAM user')}: {escape(', '.join(left))}_"
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS))))
+            blocks.append(SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))))
             break
         blocks.append(
             SectionBlock(
-                text=MarkdownTextObject(
-                    text=_own_status(user, labels.get(user.account_id, user.account_id), now=result.generated_at)
-                )
+                text=mrkdwn(_own_status(user, labels.get(user.account_id, user.account_id), now=result.generated_at))
             )
         )
         if user.status in {"violation", "grace"}:
@@ -497,10 +556,12 @@ def not_found_message(result: AuditResult, caller_id: str) -> Message:
     accounts = ", ".join(a.label for a in result.accounts) or "the audited accounts"
     text = (
         f"I found no IAM user of yours in {escape(accounts)}.\n"
-        f"If you have one, ask an admin to link it: `/mfa-check link NAME @you` (you are <@{caller_id}>). "
+        f"If you have one, ask an admin to link it: `/mfa-check link NAME @you` (you are {mention(caller_id)}). "
         "An `email` or `slack-user-id` tag on your IAM user works too."
     )
-    return Message(text="No IAM user found for you", blocks=[SectionBlock(text=MarkdownTextObject(text=text))])
+    return Message(
+        text="No IAM user found for you", blocks=[SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)))]
+    )
 
 
 def user_detail_message(findings: Sequence[UserFinding], result: AuditResult) -> Message:
@@ -523,7 +584,7 @@ def user_detail_message(findings: Sequence[UserFinding], result: AuditResult) ->
             f"*Slack person:* {person_text(user)}",
             f"*ARN:* {code(user.arn)}",
         ]
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate("\n".join(lines), MAX_SECTION_CHARS))))
+        blocks.append(SectionBlock(text=mrkdwn(truncate("\n".join(lines), MAX_SECTION_CHARS))))
         blocks.append(DividerBlock())
     return Message(text=f"IAM user detail ({_plural(len(findings), 'match', 'matches')})", blocks=blocks[:-1])
 
@@ -540,7 +601,7 @@ def usage_message(is_admin: bool, error: str | None = None) -> Message:
     text += "*Usage*\n" + "\n".join(lines)
     if is_admin:
         text += "\nNAME is an IAM user name; write `ACCOUNT_ID/NAME` when it exists in several accounts."
-    return Message(text="Usage of /mfa-check", blocks=[SectionBlock(text=MarkdownTextObject(text=text))])
+    return Message(text="Usage of /mfa-check", blocks=[SectionBlock(text=mrkdwn(text))])
 
 
 def usage_for(command: Usage, is_admin: bool) -> Message:
@@ -552,7 +613,7 @@ def text_message(text: str, fallback: str | None = None) -> Message:
     """A one-section message (answers, confirmations, refusals)."""
     return Message(
         text=truncate(fallback or text, MAX_FALLBACK_CHARS),
-        blocks=[SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS)))],
+        blocks=[SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)))],
     )
 
 
@@ -671,7 +732,7 @@ def _pack_all(lines: Sequence[str], limit: int = MAX_SECTION_CHARS) -> list[Sect
         else:
             sections.append([line])
             size = len(line)
-    return [SectionBlock(text=MarkdownTextObject(text="\n".join(part))) for part in sections]
+    return [SectionBlock(text=mrkdwn("\n".join(part))) for part in sections]
 
 
 def _open_for(days: int | None) -> str:
@@ -682,7 +743,7 @@ def _open_for(days: int | None) -> str:
 
 def digest_row_text(row: DigestRow, state: RowState = RowState()) -> str:
     """One violator: the person (or none found), the IAM user and account, days open, nudges."""
-    person = f"<@{row.slack_user_id}>" if row.slack_user_id else f"_{NO_PERSON}_"
+    person = mention(row.slack_user_id) if row.slack_user_id else f"_{NO_PERSON}_"
     where = f"{code(row.user_name)} in {escape(row.account)}"
     if state.fixed_at:
         was = "" if row.days_open is None else f" · was open {_plural(row.days_open, 'day')}"
@@ -690,7 +751,7 @@ def digest_row_text(row: DigestRow, state: RowState = RowState()) -> str:
     nudges = "not nudged yet" if not state.nudges else _plural(state.nudges, "nudge")
     text = f"{person} · {where} · {_open_for(row.days_open)} · {nudges}"
     if state.nudged_at:
-        by = "the scheduler" if state.nudged_by in (None, "scheduler") else f"<@{state.nudged_by}>"
+        by = "the scheduler" if state.nudged_by in (None, "scheduler") else mention(state.nudged_by)
         text += f" · _nudged by {by} at {state.nudged_at}_"
     return truncate(text, MAX_LINE_CHARS)
 
@@ -710,7 +771,7 @@ def parse_nudge_all_value(value: str) -> tuple[str, ...] | None:
 
 def overdue_line(row: OverdueRow) -> str:
     """One overdue violation: who, the IAM user and account, days since the first nudge, nudges so far."""
-    person = f"<@{row.slack_user_id}>" if row.slack_user_id else f"_{NO_PERSON}_"
+    person = mention(row.slack_user_id) if row.slack_user_id else f"_{NO_PERSON}_"
     return truncate(
         f"• {person} · {code(row.user_name)} in {escape(row.account)} · "
         f"{_plural(row.days, 'day')} since the first nudge · {_plural(row.nudges, 'nudge')} so far",
@@ -739,7 +800,7 @@ def escalation_parts(rows: Sequence[OverdueRow], after_days: int, date: str) -> 
         blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title))]
         blocks += overdue_blocks(chunk, after_days)
         note = f"Found by the MFA digest of {escape(date)}. Each violation is escalated once; it stays in the digest."
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
+        blocks.append(ContextBlock(elements=[mrkdwn(note)]))
         text = truncate(
             f"{_plural(len(chunk), 'MFA violation')} still open {_plural(after_days, 'day')} after the first nudge",
             MAX_FALLBACK_CHARS,
@@ -754,7 +815,7 @@ def digest_row_block(row: DigestRow, state: RowState = RowState()) -> SectionBlo
     if row.slack_user_id and not state.fixed_at:
         value = truncate(f"{row.account_id}:{row.user_name}", MAX_BUTTON_VALUE)
         button = ButtonElement(text="Nudge", action_id=NUDGE_ACTION, value=value)
-    return SectionBlock(text=MarkdownTextObject(text=digest_row_text(row, state)), accessory=button)
+    return SectionBlock(text=mrkdwn(digest_row_text(row, state)), accessory=button)
 
 
 def _digest_summary(view: DigestView) -> SectionBlock:
@@ -767,15 +828,13 @@ def _digest_summary(view: DigestView) -> SectionBlock:
             f":white_check_mark: *All clear*: every IAM user with a console password has MFA "
             f"({_plural(audited, 'account')} audited)."
         )
-        return SectionBlock(text=MarkdownTextObject(text=text))
+        return SectionBlock(text=mrkdwn(text))
     first = view.new_since is None
     fields = [
-        MarkdownTextObject(text=f"*Accounts:* {accounts}"),
-        MarkdownTextObject(text=f"*Violations now:* {len(view.rows)}"),
-        MarkdownTextObject(text="*New since the last digest:* " + ("first digest" if first else str(view.new_since))),
-        MarkdownTextObject(
-            text="*Fixed since the last digest:* " + ("first digest" if first else str(view.fixed_since))
-        ),
+        mrkdwn(f"*Accounts:* {accounts}"),
+        mrkdwn(f"*Violations now:* {len(view.rows)}"),
+        mrkdwn("*New since the last digest:* " + ("first digest" if first else str(view.new_since))),
+        mrkdwn("*Fixed since the last digest:* " + ("first digest" if first else str(view.fixed_since))),
     ]
     return SectionBlock(fields=fields)
 
@@ -816,7 +875,7 @@ def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple
             f":rotating_light: *{escape(account.label)} could not be audited:* {escape(account.error or 'unknown')}\n"
             "Its result is *unknown*, not clean."
         )
-        flow.append((SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS))), None))
+        flow.append((SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))), None))
     root_lines = []
     for account in view.accounts:
         if account.error:
@@ -829,7 +888,7 @@ def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple
     if view.overdue:
         flow += [(block, None) for block in overdue_blocks(view.overdue, view.overdue_after_days)]
     if view.rows:
-        flow.append((SectionBlock(text=MarkdownTextObject(text=f"*Violations ({len(view.rows)})*")), None))
+        flow.append((SectionBlock(text=mrkdwn(f"*Violations ({len(view.rows)})*")), None))
     flow += [(digest_row_block(row, states.get(row.arn, RowState())), row.arn) for row in view.rows]
     return flow
 
@@ -878,7 +937,7 @@ def digest_parts(view: DigestView, states: Mapping[str, RowState] | None = None)
             if len(layout) > 1:
                 rest = sum(1 for _, arn in flow[count:] if arn is not None)
                 note = f":thread: Continued in the thread: {_plural(rest, 'more row')}."
-                blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
+                blocks.append(ContextBlock(elements=[mrkdwn(note)]))
             text = _digest_text(view)
         else:
             text = truncate(f"{view.title} (continued, {index + 1}/{len(layout)})", MAX_FALLBACK_CHARS)
@@ -940,11 +999,11 @@ def nudge_dm(
     count = len(users)
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Please turn on MFA for your AWS console sign-in"))]
     intro = (
-        f"Hi <@{slack_user_id}>, {'this IAM user' if count == 1 else f'these {count} IAM users'} of yours can "
+        f"Hi {mention(slack_user_id)}, {'this IAM user' if count == 1 else f'these {count} IAM users'} of yours can "
         f"sign in to the AWS console with a password but {'has' if count == 1 else 'have'} no MFA device. "
         f"It takes two minutes; when you are done, press *{RECHECK_BUTTON}* and I check again right away."
     )
-    blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(intro, MAX_SECTION_CHARS))))
+    blocks.append(SectionBlock(text=mrkdwn(truncate(intro, MAX_SECTION_CHARS))))
     fixed_blocks = 4  # console steps, CLI steps, permission, context
     per_user_cli = len(blocks) + 2 * count + fixed_blocks - 1 <= max_blocks
     room = max_blocks - len(blocks) - fixed_blocks - 1
@@ -953,23 +1012,17 @@ def nudge_dm(
         url = signin_url(user.account_id, aliases.get(user.account_id), _partition(user.arn))
         text = f"*{code(user.user_name)}* in {escape(_user_label(user, aliases))}"
         if url:
-            text += f"\nSign-in URL: {url}"
-        blocks.append(
-            SectionBlock(
-                text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS)), accessory=recheck_button(user)
-            )
-        )
+            text += f"\nSign-in URL: {link(url)}"
+        blocks.append(SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)), accessory=recheck_button(user)))
     if len(listed) < count:
         rest = ", ".join(u.user_name for u in users[len(listed) :])
         text = f"_…and {_plural(count - len(listed), 'more IAM user')}: {escape(rest)} (see `/mfa-check me`)._"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS))))
-    blocks.append(SectionBlock(text=MarkdownTextObject(text=dm_console_steps())))
+        blocks.append(SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))))
+    blocks.append(SectionBlock(text=mrkdwn(dm_console_steps())))
     if per_user_cli:
         for user in users:
             title = "*Or with the AWS CLI*" + (f" (for {code(user.user_name)})" if count > 1 else "")
-            blocks.append(
-                SectionBlock(text=MarkdownTextObject(text=truncate(f"{title}\n{cli_steps(user)}", MAX_SECTION_CHARS)))
-            )
+            blocks.append(SectionBlock(text=mrkdwn(truncate(f"{title}\n{cli_steps(user)}", MAX_SECTION_CHARS))))
     else:
         generic = UserFinding(
             account_id="ACCOUNT_ID",
@@ -979,10 +1032,10 @@ def nudge_dm(
             mfa_devices=(),
             status="violation",
         )
-        blocks.append(SectionBlock(text=MarkdownTextObject(text="*Or with the AWS CLI*\n" + cli_steps(generic))))
-    blocks.append(SectionBlock(text=MarkdownTextObject(text=permission_note())))
-    who = f" at the request of <@{requested_by}>" if requested_by and requested_by != "scheduler" else ""
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Sent by MFA-bot{who}. Only you see this DM.")]))
+        blocks.append(SectionBlock(text=mrkdwn("*Or with the AWS CLI*\n" + cli_steps(generic))))
+    blocks.append(SectionBlock(text=mrkdwn(permission_note())))
+    who = f" at the request of {mention(requested_by)}" if requested_by and requested_by != "scheduler" else ""
+    blocks.append(ContextBlock(elements=[mrkdwn(f"Sent by MFA-bot{who}. Only you see this DM.")]))
     text = "Your AWS console sign-in needs MFA" + ("" if count == 1 else f" ({count} IAM users)")
     return Message(text=text, blocks=blocks)
 
@@ -1024,21 +1077,23 @@ def dm_after_recheck(blocks: Sequence[Mapping], value: str, thanks: str) -> list
 def nudge_sent_text(slack_user_id: str, users: Sequence[tuple[str, str]]) -> str:
     """A nudge went: to whom, about which IAM users ((user_name, account) pairs)."""
     names = ", ".join(f"{code(name)} in {escape(account)}" for name, account in users)
-    return truncate(f":incoming_envelope: DM sent to <@{slack_user_id}> about {names}.", MAX_SECTION_CHARS)
+    return truncate(f":incoming_envelope: DM sent to {mention(slack_user_id)} about {names}.", MAX_SECTION_CHARS)
 
 
 def nudge_skipped_text(slack_user_id: str, last_at: str, last_by: str, cooldown_hours: int) -> str:
     """A nudge was skipped: the person was nudged within the cooldown (when, by whom)."""
-    by = "the scheduler" if last_by in ("", "scheduler") else f"<@{last_by}>"
+    by = "the scheduler" if last_by in ("", "scheduler") else mention(last_by)
     return (
-        f":hourglass: Skipped: <@{slack_user_id}> was last nudged at {last_at} by {by}; "
+        f":hourglass: Skipped: {mention(slack_user_id)} was last nudged at {escape(last_at)} by {by}; "
         f"one DM per person every {_plural(cooldown_hours, 'hour')}."
     )
 
 
 def nudge_failed_text(slack_user_id: str, error: str) -> str:
     """A DM could not go after the retries; recorded as failed."""
-    return f":warning: The DM to <@{slack_user_id}> could not be sent ({escape(error)}); it is recorded as failed."
+    return (
+        f":warning: The DM to {mention(slack_user_id)} could not be sent ({escape(error)}); it is recorded as failed."
+    )
 
 
 def nudge_all_queued_text(people: int, users: int, no_person: Sequence[str], seconds_per_dm: float) -> str:

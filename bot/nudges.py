@@ -189,9 +189,8 @@ class Nudger:
             return NudgeAnswer("error", f":warning: {account.label} could not be audited just now: nothing was sent.")
         found = next((u for u in account.users if u.user_name == user_name), None) if account else None
         if found is None:
-            return NudgeAnswer(
-                "not_found", f"No IAM user {messages.code(user_name)} in account {account_id}: nothing was sent."
-            )
+            where = f"{messages.code(user_name)} in account {messages.escape(account_id)}"
+            return NudgeAnswer("not_found", f"No IAM user {where}: nothing was sent.")
         return self.nudge_finding(requested_by, found, result, annotated=True)
 
     def nudge_finding(
@@ -213,7 +212,7 @@ class Nudger:
         if not person:
             text = (
                 f"No Slack person found for {messages.code(user.user_name)} in {messages.escape(label)}: "
-                f"link one with `/mfa-check link {user.user_name} @person`. Nothing was sent."
+                f"link one with `/mfa-check link {messages.code_safe(user.user_name)} @person`. Nothing was sent."
             )
             return NudgeAnswer("no_person", text)
         theirs = [u for u in result.violations if u.slack_user_id == person]

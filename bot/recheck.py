@@ -118,7 +118,8 @@ class Rechecker:
             target = targets.get(account_id)
             if target is None:
                 desk.record(clicker, "recheck", f"{account_id}:{user_name}", "account not audited", outcome="error")
-                return RecheckAnswer("error", f"Account {account_id} is not audited by this bot: nothing was checked.")
+                text = f"Account {messages.escape(account_id)} is not audited by this bot: nothing was checked."
+                return RecheckAnswer("error", text)
             iam = service.iam_client(desk.config, base, target)
             episode = self._open_episode(account_id, user_name)
             arn = episode.arn if episode else f"arn:{partition}:iam::{account_id}:user/{user_name}"

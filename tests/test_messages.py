@@ -259,3 +259,82 @@ def test_usage_for_non_admins_lists_only_me_and_help() -> None:
     assert "exempt" not in text and "link" not in text
     admin = all_text(messages.usage_message(is_admin=True, error="that is not an IAM user name"))
     assert "exempt NAME DAYSd REASON" in admin and "that is not an IAM user name" in admin
+
+
+# -- issue 10, item 9: escaping ---------------------------------------------------------------------
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def rendered(message: messages.Message) -> str:
+    """Every text Slack shows of a message (button values are data handed back to the bot, not shown)."""
+
+    def walk(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [t for k, v in node.items() if k not in {"value", "action_id", "block_id"} for t in walk(v)]
+        if isinstance(node, list):
+            return [t for item in node for t in walk(item)]
+        return [node] if isinstance(node, str) else []
+
+    return "\n".join([message.text, *walk(message.blocks_json())])
+
+
+def test_iam_names_are_escaped_inside_the_cli_code_block() -> None:
+    evil = user("x`<!channel>`&<@U0ADMIN01>")
+    steps = messages.cli_steps(evil)
+    assert steps.startswith("```") and steps.endswith("```") and steps.count("`") == 6  # no way out of the block
+    assert "<!channel>" not in steps and "<@U0ADMIN01>" not in steps and "&lt;!channel&gt;" in steps
+    dm = rendered(messages.nudge_dm("U0BOB0001", [evil], {}))
+    assert "<!channel>" not in dm and "<@U0ADMIN01>" not in dm
+
+
+def test_button_values_must_name_an_account_id_and_an_iam_user() -> None:
+    assert messages.parse_user_value("123456789012:bob") == ("123456789012", "bob")
+    for forged in ("<!here>:bob", "123456789012:<!channel>", "12345:bob", "123456789012:", "123456789012:a b"):
+        assert messages.parse_user_value(forged) is None
+
+
+def test_bidi_controls_are_removed_from_everything_rendered() -> None:
+    evil = user(f"adm{BIDI}in", reason=f"ok{BIDI}", slack_user_id=None)
+    exempt = user(f"ex{BIDI}", "exempt", reason=f"tag mfa-exempt: {BIDI}vault")
+    audit = result(account([evil, exempt], alias=f"ac{BIDI}me"))
+    texts = [
+        all_text(messages.audit_message(audit)),
+        messages.audit_csv(audit),
+        all_text(messages.personal_message([evil, exempt], audit)),
+        all_text(messages.user_detail_message([evil, exempt], audit)),
+        all_text(messages.nudge_dm("U0BOB0001", [evil], {ACCOUNT: f"a{BIDI}"})),
+        messages.account_title(audit.accounts[0]),
+    ]
+    for text in texts:
+        assert not messages.BIDI_CONTROLS.search(text), text
+
+
+def test_urls_in_tag_values_are_not_turned_into_links() -> None:
+    exempt = user("ops", "exempt", reason="tag mfa-exempt: see https://evil.example/login and www.evil.example")
+    for message in (
+        messages.audit_message(result(account([exempt]))),
+        messages.user_detail_message([exempt], result(account([exempt]))),
+        messages.personal_message([exempt], result(account([exempt]))),
+    ):
+        texts = [b["text"] for b in message.blocks_json() if b.get("text", {}).get("type") == "mrkdwn"]
+        texts += [f for b in message.blocks_json() for f in b.get("fields", [])]
+        shown = [t for t in texts if "evil.example" in t["text"]]
+        assert shown and all(t.get("verbatim") is True for t in shown)  # Slack links nothing in verbatim text
+        assert all("<http" not in t["text"] for t in shown)
+
+
+def test_the_bots_own_sign_in_url_stays_a_link_and_a_bad_alias_makes_none() -> None:
+    dm = all_text(messages.nudge_dm("U0BOB0001", [user("bob")], {ACCOUNT: "acme"}))
+    assert "<https://acme.signin.aws.amazon.com/console>" in dm
+    assert messages.signin_url(ACCOUNT, "evil.com/x|y>") == f"https://{ACCOUNT}.signin.aws.amazon.com/console"
+    assert messages.signin_url("<!here>", None) is None
+
+
+def test_csv_guard_covers_a_leading_tab_and_carriage_return() -> None:
+    audit = result(account([user("u", reason="\t=cmd"), user("v", reason="\r+1"), user(f"w{BIDI}")]))
+    content = messages.audit_csv(audit)
+    rows = list(csv.DictReader(io.StringIO(content)))
+    reasons = {r["user_name"]: r["reason"] for r in rows}
+    assert reasons["u"] == "'\t=cmd" and reasons["v"] == "'\r+1"
+    assert "w" in reasons  # bidi controls removed from the file too
