@@ -7,10 +7,12 @@ the very same services.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web import WebClient
 
 from bot.config import Config
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 LISTENER_THREADS = 32  # Bolt listeners only ack and hand work over: many at once, each brief
 JOB_THREADS = 8  # the work after the ack (audits, store writes, messages)
 SIGNATURE_MAX_AGE_SECONDS = 300
+SIGNATURE_VERIFIED = "mfa_bot_signature_verified"  # BoltRequest context key set by the HTTP front only
 RECENT_AUDIT_SECONDS = 300  # a nudge may use an audit this old (a re-check button corrects the rest)
 
 
@@ -209,44 +211,69 @@ def _digest_function(config: Config) -> Callable[[], Any] | None:
 
 
 class SignatureCheck(Middleware):
-    """Reject HTTP requests whose Slack signature is wrong or older than five minutes (401).
+    """Slack request signatures: valid, at most five minutes old, and each accepted once (no replays).
 
-    Bolt's own RequestVerification logs the rejected body; this one logs a line without it
-    (no body, no signature). Socket Mode requests come over an authenticated socket: skipped.
-    With no signing secret every HTTP request is refused (fail closed).
+    `check(body, headers)` is the one place a request is verified: the HTTP front calls it on the
+    raw bytes before anything parses them. As Bolt middleware it lets through Socket Mode requests
+    (an authenticated socket) and requests the front verified; any other HTTP request is checked
+    here, so an App served some other way still fails closed. Refusals are logged in one line,
+    never with the body or the signature. With no signing secret every HTTP request is refused.
+
+    Replays: every accepted signature is remembered until its timestamp leaves the window, in this
+    process's memory (one serving process; several processes would each accept a replay once).
     """
 
     def __init__(self, signing_secret: str | None, clock: Callable[[], float] = time.time) -> None:
-        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._secret = signing_secret.encode() if signing_secret else None
         self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}  # signature -> its timestamp
+        self._next_sweep = 0.0
+
+    def check(self, body: bytes, headers: Mapping[str, Any]) -> str | None:
+        """None when the request is Slack's and new; else why not (one line, nothing secret)."""
+        timestamp, signature = _header(headers, "x-slack-request-timestamp"), _header(headers, "x-slack-signature")
+        if self._secret is None:
+            return "no signing secret configured"
+        if not timestamp or not signature:
+            return "unsigned (no signature or timestamp header)"
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+            return "malformed timestamp"
+        now = self._clock()
+        age = now - int(timestamp)
+        if abs(age) > SIGNATURE_MAX_AGE_SECONDS:
+            return f"timestamp {int(age)} s off (replayed or clock skew)"
+        expected = "v0=" + hmac.new(self._secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+            return "signature does not match"
+        with self._lock:
+            if now >= self._next_sweep:
+                self._seen = {s: t for s, t in self._seen.items() if now - t <= SIGNATURE_MAX_AGE_SECONDS}
+                self._next_sweep = now + 10
+            if signature in self._seen:
+                return "replayed (this signature was already accepted)"
+            self._seen[signature] = int(timestamp)
+        return None
 
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:
-        if req.mode == "socket_mode":
+        if req.mode == "socket_mode" or req.context.get(SIGNATURE_VERIFIED) is True:
             return next()
-        timestamp = (req.headers.get("x-slack-request-timestamp") or [""])[0]
-        signature = (req.headers.get("x-slack-signature") or [""])[0]
-        if (
-            self._verifier is not None
-            and timestamp
-            and signature
-            and self._verifier.is_valid(req.raw_body, timestamp, signature)
-        ):
+        raw = req.raw_body or ""
+        refusal = self.check(raw.encode() if isinstance(raw, str) else raw, req.headers)
+        if refusal is None:
             return next()
-        logger.warning("rejected a Slack request (401): %s, %d bytes", self._why(timestamp), len(req.raw_body or ""))
+        logger.warning("rejected a Slack request (401): %s, %d bytes", refusal, len(raw))
         return BoltResponse(
             status=401, body='{"error":"invalid request"}', headers={"content-type": "application/json"}
         )
 
-    def _why(self, timestamp: str) -> str:
-        if self._verifier is None:
-            return "no signing secret configured"
-        try:
-            age = self._clock() - int(timestamp)
-        except ValueError:
-            return "missing or malformed timestamp"
-        if abs(age) > SIGNATURE_MAX_AGE_SECONDS:
-            return f"timestamp {int(age)} s off (replayed or clock skew)"
-        return "signature does not match"
+
+def _header(headers: Mapping[str, Any], name: str) -> str:
+    """One header value from a plain or Bolt-style (lists of values) mapping; '' when absent."""
+    value = headers.get(name)
+    if isinstance(value, list | tuple):
+        value = value[0] if value else ""
+    return str(value or "")
 
 
 def create_app(

@@ -1,7 +1,7 @@
 """The scheduler inside `serve`: the daily digest, the live re-check loop, retention, and the nudge worker.
 
 APScheduler's BackgroundScheduler (in-memory job store) runs in the serving process only (in
-HTTP mode: the one gunicorn worker, after the fork). The digest fires on a CronTrigger built
+HTTP mode: the one process that also runs uvicorn). The digest fires on a CronTrigger built
 from DIGEST_CRON in DIGEST_TIMEZONE, coalesced, with a misfire grace time. APScheduler forgets
 a missed run across a restart, so at start the bot catches up itself: if a fire time of today
 (in DIGEST_TIMEZONE; or within `catchup`) has passed, it posts that digest now. Either way the

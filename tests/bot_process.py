@@ -1,4 +1,4 @@
-"""`python -m bot serve` as a real process (gunicorn, HTTP mode) for end-to-end tests."""
+"""`python -m bot serve` as a real process (uvicorn, HTTP mode) for end-to-end tests."""
 
 from __future__ import annotations
 

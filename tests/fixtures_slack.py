@@ -1,8 +1,9 @@
 """Slack fixtures (a pytest plugin): the Slack stand-in, a Config wired to it, the app served over HTTP.
 
-`served_app` runs the real WSGI app (`bot.server.wsgi_app`, signature check included) on a
-loopback port in this process, wired to the stand-in (Slack Web API + response_url), to moto's
-IAM server seeded with the demo account (tests.fixtures_aws), and to a SQLite store in tmp_path.
+`served_app` runs the real HTTP front (`bot.server.SlackFront` under uvicorn, as `serve` runs it,
+signature check included) on a loopback port in this process, wired to the stand-in (Slack Web API
++ response_url), to moto's IAM server seeded with the demo account (tests.fixtures_aws), and to a
+SQLite store in tmp_path.
 `serve_app(services)` serves the app with any Services (a slow or synthetic audit).
 """
 
@@ -10,18 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
+import uvicorn
+from slack_bolt import App
 
-from bot.app import Services, build_services, create_app
+from bot.app import Services, SignatureCheck, build_services, create_app
 from bot.config import Config
-from bot.server import wsgi_app
+from bot.server import Runtime, SlackFront, uvicorn_server
 from bot.slack import make_web_client
 from tests.slack_standin import ADMIN, MEMBERS, OTHER_ADMIN, HttpResult, SlackStandIn, command_body, post, sign
 
@@ -29,21 +32,42 @@ SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-token"
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+@dataclass
+class RunningFront:
+    """uvicorn serving a SlackFront in a thread; `stop()` ends it."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    front: SlackFront
+    url: str
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.front.close()
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        return
-
-
-def serve_wsgi(application: Callable[..., Any]) -> tuple[_ThreadingWSGIServer, str]:
-    """Serve a WSGI app on a loopback port in a thread; returns the server and its URL."""
-    server = make_server("127.0.0.1", 0, application, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+def serve_front(front: SlackFront) -> RunningFront:
+    """Serve `front` with uvicorn (the server `serve` uses) on a loopback port in a thread."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn_server(front, port=port, host="127.0.0.1")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    return RunningFront(server, thread, front, f"http://127.0.0.1:{port}")
+
+
+def serve_app_over_http(config: Config, app: App, health: Callable[[], dict[str, Any]] | None = None) -> RunningFront:
+    """`app` behind the HTTP front `serve` uses (signature check, body cap, /healthz), served by uvicorn."""
+    front = SlackFront(app, SignatureCheck(config.slack_signing_secret), health or (lambda: {"ok": True}))
+    return serve_front(front)
 
 
 @dataclass
@@ -105,18 +129,16 @@ def slack_config(slack_standin: SlackStandIn, demo_account: str, tmp_path: Any) 
 @pytest.fixture
 def serve_app(slack_config: Config, slack_standin: SlackStandIn) -> Iterator[Callable[[Services], ServedApp]]:
     """A factory: serve the real WSGI app for the given Services; everything stops at teardown."""
-    running: list[tuple[_ThreadingWSGIServer, Services]] = []
+    running: list[tuple[RunningFront, Services]] = []
 
     def start(services: Services) -> ServedApp:
-        app = create_app(slack_config, services, make_web_client(slack_config))
-        server, url = serve_wsgi(wsgi_app(app))
-        running.append((server, services))
-        return ServedApp(url=url, standin=slack_standin, services=services, config=slack_config)
+        served = serve_app_over_http(slack_config, create_app(slack_config, services, make_web_client(slack_config)))
+        running.append((served, services))
+        return ServedApp(url=served.url, standin=slack_standin, services=services, config=slack_config)
 
     yield start
-    for server, services in running:
-        server.shutdown()
-        server.server_close()
+    for served, services in running:
+        served.stop()
         services.jobs.shutdown(wait=True, cancel_futures=True)
 
 
@@ -128,12 +150,12 @@ def served_production(config: Config, standin: SlackStandIn, **build_kwargs: Any
     client = make_web_client(config)
     store = Store.open(config.database_url)
     services = build_services(config, client, store, **build_kwargs)
-    server, url = serve_wsgi(wsgi_app(create_app(config, services, client)))
+    runtime = Runtime(create_app(config, services, client), client, services, store)
+    served = serve_app_over_http(config, runtime.app, runtime.health)
     try:
-        yield ServedApp(url=url, standin=standin, services=services, config=config)
+        yield ServedApp(url=served.url, standin=standin, services=services, config=config)
     finally:
-        server.shutdown()
-        server.server_close()
+        served.stop()
         services.jobs.shutdown(wait=True, cancel_futures=True)
         store.close()
 

@@ -444,13 +444,13 @@ class HttpResult:
     seconds: float
 
 
-def post(url: str, path: str, body: str, headers: dict[str, str], timeout: float = 10.0) -> HttpResult:
+def post(url: str, path: str, body: str | bytes, headers: dict[str, str], timeout: float = 10.0) -> HttpResult:
     """POST over a fresh connection; returns status, body and elapsed seconds."""
     parsed = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
     started = time.perf_counter()
     try:
-        conn.request("POST", path, body=body.encode(), headers=headers)
+        conn.request("POST", path, body=body.encode() if isinstance(body, str) else body, headers=headers)
         response = conn.getresponse()
         data = response.read()
         return HttpResult(response.status, data, time.perf_counter() - started)

@@ -6,6 +6,8 @@ a SQLite store. Socket Mode: the same command dispatched through Bolt without HT
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -261,6 +263,83 @@ def test_forged_and_replayed_requests_get_401_and_their_body_is_not_logged(
     assert "rejected a Slack request (401)" in logged and "replayed" in logged
     assert "SECRET-MARKER" not in logged and "exempt" not in logged
     assert served_app.services.store is not None and not served_app.services.store.actions()
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "rejected a Slack request" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "content_type", "signed", "timestamp", "status"),
+    [
+        ("timestamp abc", b"text=MARKER", "application/x-www-form-urlencoded", False, "abc", 401),
+        ("unsigned, not UTF-8", b"text=MARKER\xff\xfe", "application/x-www-form-urlencoded", False, None, 401),
+        ("signed, not UTF-8", b"text=MARKER\xff\xfe", "application/x-www-form-urlencoded", True, None, 400),
+        ("unsigned, JSON {x", b"{x MARKER", "application/json", False, None, 401),
+        ("signed, JSON {x", b"{x MARKER", "application/json", True, None, 400),
+        ("signed, payload not JSON", b"payload=%7Bx+MARKER", "application/x-www-form-urlencoded", True, None, 400),
+    ],
+)
+def test_malformed_requests_get_4xx_and_one_log_line_without_body_or_traceback(
+    served_app: ServedApp,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    body: bytes,
+    content_type: str,
+    signed: bool,
+    timestamp: str | None,
+    status: int,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = served_app.config.slack_signing_secret or ""
+    ts = str(int(time.time()))
+    headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp or ts}
+    if signed:
+        digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+        headers["X-Slack-Signature"] = f"v0={digest}"
+    else:
+        headers["X-Slack-Signature"] = "v0=" + "0" * 64
+    result = post(served_app.url, "/slack/events", body, headers)
+    assert result.status == status, name
+    (refusal,) = _refusals(caplog)
+    assert refusal.getMessage().startswith(f"rejected a Slack request ({status}): ")
+    assert all(r.exc_info is None and r.levelno < logging.ERROR for r in caplog.records)
+    assert "MARKER" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_replayed_signed_request_is_refused_and_changes_nothing(
+    served_app: ServedApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = served_app.standin.response_url("replay")
+    body = command_body("exempt bob 30d REPLAY-MARKER", ADMIN, url)
+    headers = sign(body, served_app.config.slack_signing_secret or "")
+    first = post(served_app.url, "/slack/events", body, headers)
+    assert first.status == 200
+    served_app.final(url)
+    answers = len(served_app.standin.posts_to(url))
+    caplog.set_level(logging.INFO)
+    again = [post(served_app.url, "/slack/events", body, headers) for _ in range(2)]
+    assert [r.status for r in again] == [401, 401]
+    refusals = _refusals(caplog)
+    assert len(refusals) == 2 and all("replayed" in r.getMessage() for r in refusals)
+    assert "REPLAY-MARKER" not in caplog.text
+    time.sleep(0.3)
+    assert len(served_app.standin.posts_to(url)) == answers  # the first request's answers only
+    store = served_app.services.store
+    assert store is not None
+    assert [a.action for a in store.actions() if a.action.startswith("exempt")] == ["exempt"]
+
+
+def test_an_oversized_body_gets_413_at_once_without_being_read(
+    served_app: ServedApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.slow_clients import big_body, declared_big_body
+
+    declared = declared_big_body(served_app.url, 10_000_000)
+    streamed = big_body(served_app.url, 10_000_000)
+    assert (declared.status, streamed.status) == (413, 413)
+    assert declared.seconds < 1.0
+    assert len(_refusals(caplog)) == 2
 
 
 def test_debug_logs_never_contain_a_response_url(served_app: ServedApp, caplog: pytest.LogCaptureFixture) -> None:

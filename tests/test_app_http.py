@@ -1,4 +1,4 @@
-"""`python -m bot serve` as a process: gunicorn (one worker, threads) on a real port, signed requests.
+"""`python -m bot serve` as a process: uvicorn (one process, the scheduler in it) on a real port, signed requests.
 
 IAM is moto's server behind tests.iam_proxy.IamProxy with one second per call, so one audit of the
 demo account takes about ten seconds: the acks must still come back in well under a second.
@@ -6,6 +6,7 @@ demo account takes about ten seconds: the acks must still come back in well unde
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -24,9 +25,10 @@ from tests.bot_process import bot_env, serve_process
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.iam_proxy import IamProxy
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn, command_body, get, post, sign
+from tests.slow_clients import SlowClients, ack_times, big_body, declared_big_body
 
 REPO = Path(__file__).resolve().parents[1]
-SECRET = "gunicorn-test-signing-secret"
+SECRET = "serve-test-signing-secret"
 IAM_CALL_DELAY = 1.5  # about seven calls in sequence (others overlap): a ten-second audit
 
 
@@ -50,7 +52,7 @@ class BotProcess:
 
 @pytest.fixture(scope="module")
 def bot_process(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
-    """The bot served by gunicorn in a subprocess, against the stand-in and a slow IAM."""
+    """The bot served by `python -m bot serve` in a subprocess, against the stand-in and a slow IAM."""
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
     with pytest.MonkeyPatch.context() as env:  # throwaway credentials, for seeding from this process
         for key, value in FAKE_AWS_ENV.items():
@@ -104,7 +106,7 @@ def test_forged_and_replayed_requests_are_refused_with_401(bot_process: BotProce
     assert "FORGED-BODY-MARKER" not in log and SECRET not in log and "xoxb-test-token" not in log
 
 
-def test_non_admin_refusal_over_gunicorn_names_no_iam_user(bot_process: BotProcess) -> None:
+def test_non_admin_refusal_over_http_names_no_iam_user(bot_process: BotProcess) -> None:
     _, status, response_url = bot_process.command("user bob", user_id=NOBODY, name="pleb")
     assert status == 200
     bot_process.standin.wait_for(lambda: bot_process.standin.posts_to(response_url), 10)
@@ -114,9 +116,32 @@ def test_non_admin_refusal_over_gunicorn_names_no_iam_user(bot_process: BotProce
         assert f"`{name}`" not in answer.text and f" {name} " not in answer.text
 
 
+SLOW_CONNECTIONS = 200
+BIG_BODY_BYTES = 10_000_000
+
+
+def test_acks_stay_fast_while_200_slow_connections_and_a_10_mb_body_are_open(bot_process: BotProcess) -> None:
+    """A bounded loopback load test (benchmarks/slow_clients.py prints the same numbers)."""
+    with SlowClients(bot_process.url, SLOW_CONNECTIONS) as slow, ThreadPoolExecutor(2) as pool:
+        streamed = pool.submit(big_body, bot_process.url, BIG_BODY_BYTES)
+        declared = pool.submit(declared_big_body, bot_process.url, BIG_BODY_BYTES)
+        results = ack_times(bot_process.url, SECRET, lambda i: bot_process.standin.response_url(f"slow-{i}"), 20)
+        held = slow.still_open()
+        big, told = streamed.result(timeout=60), declared.result(timeout=60)
+    seconds = sorted(r.seconds for r in results)
+    print(f"\n{SLOW_CONNECTIONS} slow connections held ({held} still open), 10 MB bodies answered "
+          f"{big.status} in {big.seconds:.2f} s (streamed) and {told.status} in {told.seconds:.2f} s (declared); "
+          f"acks+healthz p50 {statistics.median(seconds) * 1000:.0f} ms, max {seconds[-1] * 1000:.0f} ms")  # fmt: skip
+    assert held == SLOW_CONNECTIONS  # the slow clients really were connected throughout
+    assert [r.status for r in results] == [200] * len(results)
+    assert seconds[-1] < 1.0
+    assert (big.status, told.status) == (413, 413) and told.seconds < 1.0
+    assert "Traceback" not in bot_process.log()
+
+
 def test_health_endpoint(bot_process: BotProcess) -> None:
     health = get(bot_process.url, "/healthz")
-    assert health.status == 200 and health.body == b'{"ok": true}'
+    assert health.status == 200 and json.loads(health.body) == {"ok": True, "database": "ok"}
 
 
 def test_serve_refuses_to_start_without_a_signing_secret(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The whole story against the real `python -m bot serve` (gunicorn, HTTP), moto's IAM and the Slack stand-in.
+"""The whole story against the real `python -m bot serve` (HTTP), moto's IAM and the Slack stand-in.
 
 The bot starts after today's DIGEST_CRON time has passed, so it catches up and posts the digest;
 then an admin nudges, a non-admin is refused, the cooldown holds, the person enables MFA and

@@ -89,6 +89,28 @@ def store_error(url: str, exc: BaseException, doing: str = "open") -> StoreError
     return StoreError(f"cannot {doing} DATABASE_URL {mask_url(url)}: {reason}")
 
 
+def reachable(engine: Engine) -> bool:
+    """True when the database answers a trivial query now (for /healthz)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
+        return False
+    return True
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the database could not be reached or opened."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa.exc.OperationalError | sa.exc.InterfaceError | StoreError):
+            return True
+        if isinstance(seen, sa.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
     cursor = dbapi_connection.cursor()
