@@ -347,18 +347,25 @@ def row_states(desk: Desk, view: DigestView, since: datetime, arns: Iterable[str
     rows = {r.arn: r for r in view.rows}
     last_by_person = {}
     for person in {rows[a].slack_user_id for a in wanted if a in rows and rows[a].slack_user_id}:
-        last_by_person[person] = store.last_nudge(person)
+        last_by_person[person] = store.last_nudge(person, ("sent", "unknown"))
     states = {}
     for arn in wanted:
         row = rows.get(arn)
         nudged_by = nudged_at = None
+        unknown = False
         last = last_by_person.get(row.slack_user_id) if row and row.slack_user_id else None
         if last is not None and arn in last.arns and last.at >= since:
-            nudged_by, nudged_at = last.sent_by, desk.hhmm(last.at)
+            nudged_by, nudged_at, unknown = last.sent_by, desk.hhmm(last.at), last.outcome == "unknown"
         fixed = None
         if arn not in open_arns:
             fixed = desk.hhmm(fixed_at.get(arn) or desk.clock())
-        states[arn] = RowState(nudges=counts.get(arn, 0), nudged_by=nudged_by, nudged_at=nudged_at, fixed_at=fixed)
+        states[arn] = RowState(
+            nudges=counts.get(arn, 0),
+            nudged_by=nudged_by,
+            nudged_at=nudged_at,
+            fixed_at=fixed,
+            delivery_unknown=unknown,
+        )
     return states
 
 

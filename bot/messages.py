@@ -660,6 +660,7 @@ class RowState:
     nudged_by: str | None = None  # Slack user ID (or "scheduler")
     nudged_at: str | None = None  # "HH:MM" in DIGEST_TIMEZONE
     fixed_at: str | None = None  # "HH:MM" in DIGEST_TIMEZONE
+    delivery_unknown: bool = False  # the last DM (nudged_by/nudged_at) may or may not have gone
 
 
 @dataclass(frozen=True)
@@ -749,10 +750,15 @@ def digest_row_text(row: DigestRow, state: RowState = RowState()) -> str:
         was = "" if row.days_open is None else f" · was open {_plural(row.days_open, 'day')}"
         return truncate(f":white_check_mark: *fixed* at {state.fixed_at} · {person} · {where}{was}", MAX_LINE_CHARS)
     nudges = "not nudged yet" if not state.nudges else _plural(state.nudges, "nudge")
+    if state.delivery_unknown and not state.nudges:
+        nudges = "no DM confirmed"
     text = f"{person} · {where} · {_open_for(row.days_open)} · {nudges}"
     if state.nudged_at:
         by = "the scheduler" if state.nudged_by in (None, "scheduler") else mention(state.nudged_by)
-        text += f" · _nudged by {by} at {state.nudged_at}_"
+        if state.delivery_unknown:
+            text += f" · _DM by {by} at {escape(state.nudged_at)}: delivery unknown_"
+        else:
+            text += f" · _nudged by {by} at {escape(state.nudged_at)}_"
     return truncate(text, MAX_LINE_CHARS)
 
 
@@ -1080,12 +1086,24 @@ def nudge_sent_text(slack_user_id: str, users: Sequence[tuple[str, str]]) -> str
     return truncate(f":incoming_envelope: DM sent to {mention(slack_user_id)} about {names}.", MAX_SECTION_CHARS)
 
 
-def nudge_skipped_text(slack_user_id: str, last_at: str, last_by: str, cooldown_hours: int) -> str:
-    """A nudge was skipped: the person was nudged within the cooldown (when, by whom)."""
+def nudge_skipped_text(
+    slack_user_id: str, last_at: str, last_by: str, cooldown_hours: int, delivery_unknown: bool = False
+) -> str:
+    """A nudge was skipped: the person was nudged within the cooldown (when, by whom, maybe delivery unknown)."""
     by = "the scheduler" if last_by in ("", "scheduler") else mention(last_by)
+    unknown = " (delivery unknown: Slack's answer to that DM was lost)" if delivery_unknown else ""
     return (
-        f":hourglass: Skipped: {mention(slack_user_id)} was last nudged at {escape(last_at)} by {by}; "
+        f":hourglass: Skipped: {mention(slack_user_id)} was last nudged at {escape(last_at)} by {by}{unknown}; "
         f"one DM per person every {_plural(cooldown_hours, 'hour')}."
+    )
+
+
+def nudge_unknown_text(slack_user_id: str, error: str, cooldown_hours: int) -> str:
+    """A DM may have gone but Slack's answer was lost: recorded as delivery unknown, never sent twice."""
+    return (
+        f":grey_question: The DM to {mention(slack_user_id)} may have gone, but Slack's answer was lost "
+        f"({escape(error)}). It is recorded as *delivery unknown*; no second DM goes within "
+        f"{_plural(cooldown_hours, 'hour')}."
     )
 
 
@@ -1112,6 +1130,7 @@ def nudge_all_queued_text(people: int, users: int, no_person: Sequence[str], sec
     return truncate(text, MAX_SECTION_CHARS)
 
 
-def nudge_batch_done_text(sent: int, skipped: int, failed: int) -> str:
+def nudge_batch_done_text(sent: int, skipped: int, failed: int, unknown: int = 0) -> str:
     """The summary of a finished "Nudge all"."""
-    return f"Nudge all finished: {sent} sent, {skipped} skipped (cooldown), {failed} failed."
+    text = f"Nudge all finished: {sent} sent, {skipped} skipped (cooldown), {failed} failed"
+    return text + (f", {unknown} delivery unknown." if unknown else ".")

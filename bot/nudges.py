@@ -4,29 +4,37 @@ One DM per person covers all their violating IAM users across accounts (one re-c
 IAM user). Every attempt claims the person's cooldown window in the store first
 (`claim_nudge_window`, decided by the database, so every process honours it), then opens the
 DM and posts it, paced at Slack's documented rates (`bot.pacing`); a 429 is waited out by the
-client's retry handler. The outcome is always recorded (`sent`, `skipped_cooldown`, or `failed`
-with Slack's error) in the nudge log and the audit trail.
+client's retry handler. The outcome is always recorded, whatever shape Slack's failure takes, in
+the nudge log and the audit trail: `sent`, `skipped_cooldown`, `failed` (Slack surely did not post:
+the window is given back) or `unknown` (the DM may have gone - a timeout, a dropped connection, an
+unreadable answer: the window stays claimed, so at most one DM per window, and the digest row says
+"delivery unknown").
 
 "Nudge all" enqueues one item per person in the store's outbox first, then a worker works it
 off (`claim_pending_nudge` / `complete_nudge`); a worker starts with `serve` and resumes what a
 stopped process left. A process killed while one DM was in flight leaves that item's cooldown
 window claimed under the item's own tag: the resumed item then finds its own claim, cannot know
-whether Slack got the DM, and records it as failed ("delivery unknown") instead of repeating it.
+whether Slack got the DM, and records it as `unknown` ("delivery unknown") instead of repeating it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.error import URLError
+
+from slack_sdk.errors import SlackApiError
 
 from bot import messages
-from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
+from bot.digest import Desk, refresh_rows, slack_error
 from bot.models import AuditResult, UserFinding, violation_finding
+from bot.pacing import NoTsInAnswer
 from bot.store import process_identity
 
 if TYPE_CHECKING:
@@ -39,7 +47,44 @@ POLL_SECONDS = 30.0
 FLUSH_SECONDS = 15.0
 OUTBOX_TAG = "#outbox-"
 INTERRUPTED = "interrupted while sending (the process stopped): delivery unknown, not repeated"
+UNKNOWN = "may have gone: Slack's answer was lost (delivery unknown)"
+NON_JSON = "Received a response in a non-JSON format"
 NOTHING_LEFT = "nothing to nudge: fixed before the DM went"
+
+
+def post_outcome(exc: BaseException) -> str:
+    """What a chat.postMessage that raised `exc` did: "failed" (Slack surely did not post) or "unknown".
+
+    Failed: Slack answered with its own error (4xx or `ok: false` with an error code, a 429 past the
+    bounded wait included), or the connection was never made. Unknown: anything after the request
+    may have reached Slack - a timeout, a dropped connection, a 5xx, a body that is not the JSON
+    Slack sends (a 200 with `{x`), an answer without a ts.
+    """
+    if isinstance(exc, SlackApiError):
+        error = str(exc.response.get("error") or "")
+        status = exc.response.status_code
+        return "failed" if status < 500 and error and not error.startswith(NON_JSON) else "unknown"
+    if isinstance(exc, URLError) and isinstance(exc.reason, ConnectionRefusedError | socket.gaierror):
+        return "failed"
+    return "unknown"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A Slack failure in a few words (never a token, never a whole body), whatever its shape."""
+    if isinstance(exc, SlackApiError):
+        error = str(exc.response.get("error") or "")
+        if error.startswith(NON_JSON) or not error:
+            return f"HTTP {exc.response.status_code} with an answer that is not Slack's JSON"
+        return error
+    if isinstance(exc, ValueError):
+        return "an answer that is not valid JSON"
+    if isinstance(exc, NoTsInAnswer | KeyError | TypeError):
+        return "an answer without the expected fields"
+    if isinstance(exc, TimeoutError):
+        return "timed out waiting for Slack's answer"
+    if isinstance(exc, URLError):
+        return f"connection failed ({type(exc.reason).__name__})"
+    return slack_error(exc)
 
 
 def targets_from_arns(arns: Iterable[str]) -> list[UserFinding]:
@@ -59,6 +104,7 @@ class NudgeResult:
     error: str | None = None
     channel: str | None = None
     ts: str | None = None
+    last_unknown: bool = False  # skipped: the DM holding the window may or may not have gone
 
 
 @dataclass(frozen=True)
@@ -88,6 +134,7 @@ class _Tally:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    unknown: int = 0
 
 
 @dataclass
@@ -120,25 +167,37 @@ class Nudger:
         claim = store.claim_nudge_window(person, self.cooldown, desk.clock(), tag)
         if not claim.won:
             if item is not None and claim.claimed_by == tag:
-                return self._finish(NudgeResult("failed", person, arns, error=INTERRUPTED), requested_by, item)
+                return self._finish(NudgeResult("unknown", person, arns, error=INTERRUPTED), requested_by, item)
             by = claim.claimed_by.split(OUTBOX_TAG, 1)[0]
+            last = store.last_nudge(person, ("sent", "unknown"))
+            unknown = last is not None and last.outcome == "unknown" and last.at >= claim.claimed_at
             result = NudgeResult(
                 "skipped_cooldown",
                 person,
                 arns,
                 last_at=desk.when(claim.claimed_at),
                 last_by=by,
-                error=f"cooldown: last DM at {claim.claimed_at.isoformat()} by {by}",
+                error=f"cooldown: last DM at {claim.claimed_at.isoformat()} by {by}"
+                + (" (delivery unknown)" if unknown else ""),
+                last_unknown=unknown,
             )
             return self._finish(result, requested_by, item)
         message = messages.nudge_dm(person, targets_from_arns(arns), desk.aliases, requested_by)
         try:
             channel = desk.slack.open_dm(person)
-            channel, ts = desk.slack.post(channel, message.text, message.blocks)
-        except SLACK_ERRORS as exc:
+        except Exception as exc:  # no DM was posted, whatever went wrong: give the window back
             store.release_nudge_window(claim)
-            result = NudgeResult("failed", person, arns, error=slack_error(exc))
-            logger.warning("a nudge DM could not be sent: %s", result.error)
+            result = NudgeResult("failed", person, arns, error=describe_failure(exc))
+            logger.warning("a nudge DM could not be sent (conversations.open): %s", result.error)
+            return self._finish(result, requested_by, item)
+        try:
+            channel, ts = desk.slack.post(channel, message.text, message.blocks)
+        except Exception as exc:  # every failure is recorded, whatever its shape
+            outcome = post_outcome(exc)
+            if outcome == "failed":
+                store.release_nudge_window(claim)
+            result = NudgeResult(outcome, person, arns, error=describe_failure(exc), channel=channel)
+            logger.warning("a nudge DM %s: %s", "could not be sent" if outcome == "failed" else UNKNOWN, result.error)
             return self._finish(result, requested_by, item)
         return self._finish(NudgeResult("sent", person, arns, channel=channel, ts=ts), requested_by, item)
 
@@ -160,7 +219,7 @@ class Nudger:
             )
         detail = " ".join(result.arns) + (f" ({result.error})" if result.error else "")
         desk.record(requested_by, "nudge", result.slack_user_id, detail, outcome=result.outcome)
-        if result.outcome == "sent":
+        if result.outcome in ("sent", "unknown"):  # the digest row shows it ("delivery unknown")
             with self._lock:
                 self._dirty.update(result.arns)
         return result
@@ -223,9 +282,17 @@ class Nudger:
             return NudgeAnswer("sent", messages.nudge_sent_text(person, names))
         if sent.outcome == "skipped_cooldown":
             text = messages.nudge_skipped_text(
-                person, sent.last_at or "?", sent.last_by or "", self.desk.config.nudge_cooldown_hours
+                person,
+                sent.last_at or "?",
+                sent.last_by or "",
+                self.desk.config.nudge_cooldown_hours,
+                delivery_unknown=sent.last_unknown,
             )
             return NudgeAnswer("skipped_cooldown", text)
+        if sent.outcome == "unknown":
+            self.flush_rows()
+            hours = self.desk.config.nudge_cooldown_hours
+            return NudgeAnswer("unknown", messages.nudge_unknown_text(person, sent.error or "no answer", hours))
         if sent.error == NOTHING_LEFT:
             return NudgeAnswer("noop", f"<@{person}> has no open violation left: nothing was sent.")
         return NudgeAnswer("failed", messages.nudge_failed_text(person, sent.error or "unknown error"))
@@ -297,6 +364,8 @@ class Nudger:
                 tally.sent += 1
             elif result.outcome == "skipped_cooldown":
                 tally.skipped += 1
+            elif result.outcome == "unknown":
+                tally.unknown += 1
             else:
                 tally.failed += 1
             done = tally.remaining <= 0
@@ -304,7 +373,7 @@ class Nudger:
                 del self._batches[batch_id]
         if done and tally.notify is not None:
             try:
-                tally.notify(messages.nudge_batch_done_text(tally.sent, tally.skipped, tally.failed))
+                tally.notify(messages.nudge_batch_done_text(tally.sent, tally.skipped, tally.failed, tally.unknown))
             except Exception:
                 logger.exception("could not tell the admin that Nudge all finished")
 

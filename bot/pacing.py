@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackClientError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web import WebClient
 
@@ -33,6 +34,10 @@ class Rate:
     def scaled(self, factor: float) -> Rate:
         """The same rate `factor` times faster (tests and the fast benchmark)."""
         return Rate(self.per_second * factor, self.burst)
+
+
+class NoTsInAnswer(SlackClientError):
+    """Slack answered a post without the message's ts: it may have posted it, we cannot know where."""
 
 
 TIER_3 = Rate(50 / 60, burst=1)  # "sporadic bursts welcome": we never rely on them
@@ -124,12 +129,15 @@ class PacedSlack:
     def post(
         self, channel: str, text: str, blocks: Sequence[Block | dict[str, Any]], thread_ts: str | None = None
     ) -> tuple[str, str]:
-        """chat.postMessage; returns (channel ID, ts) as Slack answered them."""
+        """chat.postMessage; returns (channel ID, ts) as Slack answered them (NoTsInAnswer: it named none)."""
         with self._paced("chat.postMessage"):
             response = self.client.chat_postMessage(
                 channel=channel, text=text, blocks=list(blocks), thread_ts=thread_ts
             )
-        return str(response.get("channel") or channel), str(response["ts"])
+        ts = response.get("ts")
+        if not ts:
+            raise NoTsInAnswer("chat.postMessage answered without a ts")
+        return str(response.get("channel") or channel), str(ts)
 
     def update(self, channel: str, ts: str, text: str, blocks: Sequence[Block | dict[str, Any]]) -> None:
         """chat.update: replace a message's text and blocks."""

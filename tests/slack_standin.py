@@ -8,6 +8,8 @@ programmable per API method: queue replies with `reply(...)`, or rate-limit with
 per_second, burst)` answers like Slack's limiter: a token bucket per method, and a 429 with the
 seconds until the next token as Retry-After when it is empty (`rate_limited` counts them).
 Without a programmed reply, a built-in Slack-like answer is given for the methods the bot uses.
+A reply may be delayed (`Reply(delay=...)`) so the client times out after Slack has the request,
+or carry a raw body (`Reply(body=b"{x")`) that is not the JSON Slack sends.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Reply:
     status: int = 200
     body: Any = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (after recording): a client may time out first
 
 
 @dataclass
@@ -330,6 +333,8 @@ class SlackStandIn:
                 with standin._cond:
                     standin.requests.append(record)
                     standin._cond.notify_all()
+                if reply.delay:
+                    time.sleep(reply.delay)
                 data = reply.body if isinstance(reply.body, bytes) else None
                 if data is None:
                     is_text = isinstance(reply.body, str)
@@ -340,8 +345,11 @@ class SlackStandIn:
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up waiting (a delayed reply)
+                    self.close_connection = True
 
             do_GET = do_POST = _handle
 

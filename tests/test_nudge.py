@@ -216,7 +216,7 @@ def test_nudge_all_resumes_after_a_restart_without_losing_or_repeating_a_dm(
     results = NudgeWorker(restarted, worker_id="host:2").run_until_idle()
     outcomes = {r.slack_user_id: r.outcome for r in results}
     assert outcomes[crashed_idle.slack_user_id] == "sent"  # nothing had happened: sent now
-    assert outcomes[in_flight.slack_user_id] == "failed"  # maybe delivered: recorded, not repeated
+    assert outcomes[in_flight.slack_user_id] == "unknown"  # maybe delivered: delivery unknown, not repeated
     assert len(results) == 7 and list(outcomes.values()).count("sent") == 6
     resent = delivered_channels(standin)
     assert "D" + in_flight.slack_user_id[1:] not in resent and max(resent.values()) == 1
@@ -258,3 +258,72 @@ def test_the_worker_threads_deliver_what_is_queued_and_show_it_in_the_digest(
     finally:
         worker.stop()
     assert not store.pending_nudges() and max(delivered_channels(standin).values()) == 1
+
+
+# -- Slack's answer lost or unreadable (issue 10, items 7 and 8) ----------------------------------
+
+
+def dms_to(standin: SlackStandIn, channel: str) -> list:
+    return [p for p in standin.calls("chat.postMessage") if p.payload.get("channel") == channel]
+
+
+def test_a_dm_whose_answer_timed_out_is_delivery_unknown_and_never_sent_twice_in_the_window(
+    store: Store, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.slack.WEB_API_TIMEOUT_SECONDS", 1)
+    clock = Clock()
+    desk = make_desk(store, standin, two_people, clock=clock)
+    digest = post_scheduled_digest(desk, clock())
+    standin.reply("chat.postMessage", Reply(body={"ok": True, "channel": "D0ERIN001", "ts": "1.5"}, delay=2.5))
+    nudger = Nudger(desk)
+    lost = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
+    assert lost.outcome == "unknown" and "delivery unknown" in lost.text and "timed out" in lost.text
+    assert len(dms_to(standin, "D0ERIN001")) == 1  # Slack has it: it was delivered
+    (logged,) = store.actions(action="nudge")
+    assert logged.outcome == "unknown" and "timed out" in (logged.detail or "")
+    assert store.last_nudge("U0ERIN001", ("sent", "unknown")).outcome == "unknown"
+    row = standin.wait_for(lambda: [u for u in standin.calls("chat.update") if u.payload["ts"] == digest.message_ts])
+    assert f"_DM by <@{ADMIN}> at 09:00: delivery unknown_" in dm_text(row[-1])
+
+    clock.advance(hours=1)
+    again = nudger.nudge_user(OTHER_ADMIN, ACCOUNT, "erin")  # the window stays claimed
+    assert again.outcome == "skipped_cooldown" and "delivery unknown" in again.text
+    assert len(dms_to(standin, "D0ERIN001")) == 1  # at most one DM per window
+    clock.advance(hours=24)
+    assert nudger.nudge_user(OTHER_ADMIN, ACCOUNT, "erin").outcome == "sent"
+
+
+@pytest.mark.parametrize("body", [b"{x", b"<html>502 Bad Gateway</html>", b'{"ok": true}'])
+def test_an_unreadable_answer_to_the_post_is_recorded_never_a_silently_wedged_window(
+    store: Store, standin: SlackStandIn, body: bytes
+) -> None:
+    clock = Clock()
+    desk = make_desk(store, standin, two_people, clock=clock)
+    standin.reply("chat.postMessage", Reply(body=body))
+    nudger = Nudger(desk)
+    answer = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
+    assert answer.outcome == "unknown"  # Slack may have posted it: never a second DM in the window
+    (logged,) = store.actions(action="nudge")
+    assert logged.outcome == "unknown" and logged.detail
+    clock.advance(hours=1)
+    skipped = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
+    assert skipped.outcome == "skipped_cooldown" and "delivery unknown" in skipped.text  # it says why
+
+
+def test_an_unreadable_answer_to_conversations_open_is_a_failure_and_gives_the_window_back(
+    store: Store, standin: SlackStandIn
+) -> None:
+    desk = make_desk(store, standin, two_people)
+    standin.reply("conversations.open", Reply(body=b"{x"))
+    nudger = Nudger(desk)
+    failed = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
+    assert failed.outcome == "failed" and "not valid JSON" in failed.text
+    assert not standin.calls("chat.postMessage")
+    assert [a.outcome for a in store.actions(action="nudge")] == ["failed"]
+    assert nudger.nudge_user(ADMIN, ACCOUNT, "erin").outcome == "sent"  # not wedged: the retry goes
+
+
+def test_a_resumed_nudge_all_item_in_flight_counts_as_delivery_unknown_in_the_summary() -> None:
+    assert messages.nudge_batch_done_text(2, 1, 0, 1) == (
+        "Nudge all finished: 2 sent, 1 skipped (cooldown), 0 failed, 1 delivery unknown."
+    )

@@ -76,7 +76,7 @@ class StoredExemption:
 
 @dataclass(frozen=True)
 class Nudge:
-    """One DM attempt: outcome is "sent", "failed" or "skipped_cooldown"."""
+    """One DM attempt: outcome is "sent", "failed", "skipped_cooldown" or "unknown" (may have gone)."""
 
     id: int
     slack_user_id: str

@@ -37,7 +37,9 @@ from bot.store.records import (
     StoredExemption,
 )
 
-NUDGE_OUTCOMES = ("sent", "failed", "skipped_cooldown")
+# "unknown": Slack may have posted the DM but its answer was lost (timed out, unreadable): the
+# cooldown window stays claimed so no second DM goes, and the digest row says "delivery unknown".
+NUDGE_OUTCOMES = ("sent", "failed", "skipped_cooldown", "unknown")
 SCHEDULER = "scheduler"  # `sent_by` / `requested_by` of nudges nobody clicked for
 # Period keys of claims in the digests table that are not digests (one escalation per violation
 # episode): `last_digest` never returns them.
@@ -407,11 +409,14 @@ class Store:
         """Number of DMs actually sent about one ARN."""
         return self.nudge_counts([arn])[arn]
 
-    def last_nudge(self, slack_user_id: str) -> Nudge | None:
-        """The last DM actually sent to a person (when, by whom, covering which ARNs), or None."""
+    def last_nudge(self, slack_user_id: str, outcomes: Sequence[str] = ("sent",)) -> Nudge | None:
+        """The last DM actually sent to a person (when, by whom, covering which ARNs), or None.
+
+        `outcomes=("sent", "unknown")`: the last DM that went or may have gone.
+        """
         query = (
             sa.select(t.nudges)
-            .where(t.nudges.c.slack_user_id == slack_user_id, t.nudges.c.outcome == "sent")
+            .where(t.nudges.c.slack_user_id == slack_user_id, t.nudges.c.outcome.in_(list(outcomes)))
             .order_by(t.nudges.c.at.desc(), t.nudges.c.id.desc())
             .limit(1)
         )
