@@ -13,6 +13,7 @@ from typing import NoReturn
 from dotenv import load_dotenv
 
 from bot.config import Config, ConfigError, load_config
+from bot.formats import FORMATS
 from bot.report import EXIT_ERROR
 
 logger = logging.getLogger("bot")
@@ -35,14 +36,42 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     commands.add_parser("serve", help="run the Slack bot and its scheduler (the default)")
     check = commands.add_parser("check", help="run the audit once and print it (exit 0 clean, 1 violations, 2 error)")
-    check.add_argument("--json", action="store_true", help="print the contract's JSON document")
+    check.add_argument("--json", action="store_true", help="print the contract's JSON document (= --format json)")
+    check.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="text (default), json, asff (Security Hub findings), ocsf (Compliance Finding events, one per line), csv",
+    )
     check.add_argument("--demo", action="store_true", help="audit a seeded local IAM (moto) instead of AWS")
     commands.add_parser("digest", help="post one digest now to DIGEST_CHANNEL, then exit")
     commands.add_parser("migrate", help="apply pending database migrations, then exit")
     return parser
 
 
-def cmd_check(config: Config, as_json: bool, demo: bool) -> int:
+def output_format(args: argparse.Namespace) -> str:
+    """The one output format the command line asks for (`--json` is `--format json`)."""
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(f"--json and --format {args.format} disagree: give one of them")
+    return "json" if args.json else args.format or "text"
+
+
+def render(result, output: str, config: Config, region: str | None) -> str:  # result: bot.models.AuditResult
+    """The audit in the requested format."""
+    from bot import formats, report
+
+    scope = getattr(config, "mfa_scope", "console")
+    if output == "json":
+        return report.to_json(result)
+    if output == "asff":
+        return formats.to_asff(result, region or "us-east-1", scope)
+    if output == "ocsf":
+        return formats.to_ocsf(result, scope)
+    if output == "csv":
+        return formats.to_csv(result).rstrip("\r\n")
+    return report.to_text(result)
+
+
+def cmd_check(config: Config, output: str, demo: bool) -> int:
     """Run the audit once and print it; the exit code says clean, violations or error.
 
     The store supplies exemptions granted from Slack and links, and keeps the scan as history;
@@ -51,8 +80,9 @@ def cmd_check(config: Config, as_json: bool, demo: bool) -> int:
     from bot import report, service
 
     if demo:
-        from bot.demo import demo_environment
+        from bot.demo import DEMO_REGION, demo_environment
 
+        region: str | None = DEMO_REGION
         with demo_environment() as endpoint:
             result = service.run_recorded_audit(dataclasses.replace(config, aws_endpoint_url=endpoint), None)
         links: dict[str, str] = {}
@@ -62,6 +92,7 @@ def cmd_check(config: Config, as_json: bool, demo: bool) -> int:
         with Store.open(config.database_url) as store:
             result = service.run_recorded_audit(config, store)
             links = store.links()
+        region = service.default_region()
     if config.slack_bot_token and not demo:
         from slack_sdk.errors import SlackApiError, SlackRequestError
 
@@ -70,7 +101,7 @@ def cmd_check(config: Config, as_json: bool, demo: bool) -> int:
         except (SlackApiError, SlackRequestError, OSError) as exc:
             reason = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
             print(f"warning: Slack people not resolved ({reason}); slack_user_id left empty", file=sys.stderr)
-    print(report.to_json(result) if as_json else report.to_text(result))
+    print(render(result, output, config, region))
     for account in result.errors:
         print(f"error: account {account.label}: {account.error}", file=sys.stderr)
     return report.exit_code(result)
@@ -95,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_dotenv(Path.cwd() / ".env", override=False)
     try:
         args = build_parser().parse_args(argv)
+        output = output_format(args) if args.command == "check" else "text"
         config = load_config()
     except (UsageError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -109,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if command == "check":
-            return cmd_check(config, args.json, args.demo)
+            return cmd_check(config, output, args.demo)
         if command == "migrate":
             from bot.store import migrate
 

@@ -300,8 +300,9 @@ def _fixed_blocks(account: AccountFindings, last: bool) -> int:
     return 3 + lists + (0 if last else 1)
 
 
-def audit_csv(result: AuditResult) -> str:
-    """Every listed row (violation, exempt, grace) of every account, plus one `error` row per failed account.
+def audit_csv(result: AuditResult, statuses: Iterable[Status] = tuple(s for s, _ in LISTED)) -> str:
+    """Every row of `statuses` (default: the listed violation, exempt, grace) of every account,
+    plus one `error` row per failed account.
 
     Cells starting with = + - @, a tab or a carriage return are prefixed with a quote so spreadsheets
     don't run them.
@@ -315,7 +316,7 @@ def audit_csv(result: AuditResult) -> str:
                 _safe_row([account.account_id, account.alias or "", "", "", "error", "", account.error, ""])
             )
             continue
-        for status, _ in LISTED:
+        for status in statuses:
             for user in account.by_status(status):
                 days = days_without_mfa(user, result.generated_at) if status == "violation" else None
                 writer.writerow(

@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 UNKNOWN_ACCOUNT = "unknown"
 
 
+def default_region() -> str:
+    """The region of the standard chain (AWS_DEFAULT_REGION, the profile), else us-east-1."""
+    try:
+        return aws.make_session().region_name or "us-east-1"
+    except BotoCoreError:
+        return "us-east-1"
+
+
 def utc_now() -> datetime:
     """The clock edge."""
     return datetime.now(UTC)
