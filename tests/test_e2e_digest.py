@@ -24,7 +24,7 @@ import pytest
 
 from bot.demo import demo_client, seed_demo_account
 from bot.store import Store
-from tests.bot_process import bot_env, serve_process
+from tests.bot_process import bot_env, serve_process, wait_until
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, Recorded, SlackStandIn, action_body, post, sign
 
@@ -89,9 +89,15 @@ def test_digest_nudge_refusal_cooldown_fix_and_recheck_end_to_end(moto_url: str,
         for row in ("<@U0BOB0001> · `bob`", "<@U0ERIN001> · `erin`", "<@U0IVAN001> · `ivan`"):
             assert row in text
         assert '"action_id": "nudge_all"' in text and text.count('"action_id": "nudge"') == 3
-        message = {"ts": digest.payload.get("ts") or "", "blocks": digest.payload["blocks"]}
+        # the stand-in answers before the bot records the post: wait until the store has it, rows too
         with Store.open(database_url) as store:
-            message["ts"] = store.last_digest(CHANNEL).message_ts
+
+            def recorded() -> str | None:
+                posted = store.last_digest(CHANNEL)
+                return posted and store.digest_rows(CHANNEL, posted.period_key) and posted.message_ts
+
+            top_ts = wait_until(recorded, 20, "the digest recorded as posted")
+        message = {"ts": top_ts, "blocks": digest.payload["blocks"]}
 
         # 2. an admin clicks Nudge on bob's row: bob gets his steps, the row says who nudged
         sent = ephemeral(standin, click(url, standin, "nudge", f"{ACCOUNT}:bob", ADMIN, CHANNEL, message))
