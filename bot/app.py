@@ -30,6 +30,7 @@ from bot.slack import make_web_client
 
 if TYPE_CHECKING:
     from bot.digest import Desk
+    from bot.home_tab import HomeTab
     from bot.nudges import Nudger
     from bot.pacing import PacedSlack
     from bot.recheck import Rechecker
@@ -102,7 +103,8 @@ class Services:
     configured, then exempt/unexempt/link/nudge say so and change nothing); `digest` posts one
     digest now; `audit_account` audits the one account with that id or alias (no accounts in
     the result: none is configured). With a store, `desk` (the digest's edges), `nudger` and
-    `rechecker` serve the buttons, the slash command and the scheduler alike.
+    `rechecker` serve the buttons, the slash command and the scheduler alike, and `home` builds
+    and publishes the App Home.
     """
 
     audit: Callable[[], AuditResult]
@@ -116,6 +118,7 @@ class Services:
     desk: Desk | None = None
     nudger: Nudger | None = None
     rechecker: Rechecker | None = None
+    home: HomeTab | None = None
     shared_audit: SharedAudit = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +130,16 @@ class Services:
         if last is not None and (self.clock() - last.generated_at).total_seconds() <= RECENT_AUDIT_SECONDS:
             return last
         return self.shared_audit(time.monotonic())
+
+    def audited(self, result: AuditResult) -> AuditResult:
+        """Call after each recorded audit: the App Homes opened lately are published again (on the job pool)."""
+        home = self.home
+        if home is not None:
+            try:
+                self.jobs.submit(_refresh_homes, home)
+            except RuntimeError:  # the pool is shutting down
+                logger.info("no App Home refresh: the bot is stopping")
+        return result
 
     def links(self) -> dict[str, str]:
         """Stored IAM ARN -> Slack ID links (empty without a store)."""
@@ -143,6 +156,13 @@ class Services:
             logger.exception("could not write the audit trail entry %s/%s", action, outcome)
 
 
+def _refresh_homes(home: HomeTab) -> None:
+    try:
+        home.refresh_recent()
+    except Exception:
+        logger.exception("could not refresh the App Homes after an audit")
+
+
 def build_services(
     config: Config, client: WebClient, store: Store | None = None, slack: PacedSlack | None = None
 ) -> Services:
@@ -154,10 +174,10 @@ def build_services(
     from bot import service
 
     def audit() -> AuditResult:
-        return service.run_recorded_audit(config, store)
+        return services.audited(service.run_recorded_audit(config, store))
 
     def audit_account(account: str) -> AuditResult:
-        return service.run_recorded_audit(config, store, only=account)
+        return services.audited(service.run_recorded_audit(config, store, only=account))
 
     services = Services(
         audit=audit,
@@ -180,8 +200,9 @@ def build_services(
 def _wire_workflows(
     config: Config, client: WebClient, store: Store, services: Services, slack: PacedSlack | None
 ) -> None:
-    """The digest, nudges and re-checks over the same audit, identity chain, roles and clock."""
+    """The digest, nudges, re-checks and App Home over the same audit, identity chain, roles and clock."""
     from bot.digest import Desk, post_manual_digest
+    from bot.home_tab import HomeTab
     from bot.nudges import Nudger
     from bot.recheck import Rechecker
 
@@ -199,6 +220,7 @@ def _wire_workflows(
     services.nudger = Nudger(desk)
     services.rechecker = Rechecker(desk, services.roles)
     services.digest = lambda: 0 if post_manual_digest(desk, "slack").ok else 1
+    services.home = HomeTab(config, store, client, services.identity, services.roles, services.clock)
 
 
 def _digest_function(config: Config) -> Callable[[], Any] | None:
@@ -287,7 +309,7 @@ def create_app(
     Calls auth.test once (fails fast on a bad token). Listeners find `services` in their
     `context` (a global middleware puts it there).
     """
-    from handlers import actions, commands
+    from handlers import actions, commands, home
 
     client = client or make_web_client(config)
     app = App(
@@ -308,4 +330,5 @@ def create_app(
 
     commands.register(app)
     actions.register(app)
+    home.register(app)
     return app

@@ -62,15 +62,19 @@ def _run_logged(job: Job, services: Services, body: Mapping[str, Any]) -> None:
     except Exception:
         logger.exception("the %s button failed", job.__name__)
         try:
-            _tell(_responder(body), ":warning: Something went wrong; the error is in the bot's log.")
+            _tell(_responder(body, services), ":warning: Something went wrong; the error is in the bot's log.")
         except Exception:
             logger.exception("could not tell the clicker that the button failed")
 
 
-def _responder(body: Mapping[str, Any]) -> Responder:
+def _responder(body: Mapping[str, Any], services: Services | None = None) -> Responder:
+    """Where the answer goes: the response_url; for a button on the App Home, the top of the clicker's Home."""
     url = body.get("response_url")
     if url:
         return make_responder(str(url))
+    on_home = (body.get("view") or {}).get("type") == "home"
+    if on_home and services is not None and services.home is not None and _clicker(body):
+        return services.home.responder(_clicker(body))  # type: ignore[return-value]
 
     def nowhere(**message: Any) -> None:
         logger.warning("no response_url in the action payload: the answer cannot be delivered")
@@ -137,8 +141,11 @@ def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
 
 
 def run_recheck(services: Services, body: Mapping[str, Any]) -> None:
-    """Re-check one IAM user live; fixed: thank in the DM (in place), else say what is missing."""
-    respond = _responder(body)
+    """Re-check one IAM user live; fixed: thank in the DM (in place), else say what is missing.
+
+    Pressed on the App Home, every answer shows at the top of the clicker's Home, published again.
+    """
+    respond = _responder(body, services)
     clicker = _clicker(body)
     value = _value(body)
     parsed = messages.parse_user_value(value)

@@ -26,7 +26,18 @@ from bot.app import Services, SignatureCheck, build_services, create_app
 from bot.config import Config
 from bot.server import Runtime, SlackFront, uvicorn_server
 from bot.slack import make_web_client
-from tests.slack_standin import ADMIN, MEMBERS, OTHER_ADMIN, HttpResult, SlackStandIn, command_body, post, sign
+from tests.slack_standin import (
+    ADMIN,
+    MEMBERS,
+    OTHER_ADMIN,
+    HttpResult,
+    SlackStandIn,
+    command_body,
+    event_body,
+    home_action_body,
+    post,
+    sign,
+)
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-token"
@@ -86,6 +97,17 @@ class ServedApp:
         body = command_body(text, user_id, response_url)
         secret = self.config.slack_signing_secret or ""
         return post(self.url, "/slack/events", body, headers or sign(body, secret)), response_url
+
+    def event(self, event: dict[str, Any]) -> HttpResult:
+        """Send a signed Events API callback (JSON) around `event`."""
+        body = event_body(event)
+        headers = {**sign(body, self.config.slack_signing_secret or ""), "Content-Type": "application/json"}
+        return post(self.url, "/slack/events", body, headers)
+
+    def home_click(self, action_id: str, value: str, user_id: str) -> HttpResult:
+        """Send a signed click on a button of the App Home."""
+        body = home_action_body(action_id, value, user_id)
+        return post(self.url, "/slack/events", body, sign(body, self.config.slack_signing_secret or ""))
 
     def answers(self, response_url: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
         """Wait for at least `count` posts to `response_url`; returns all their JSON payloads."""

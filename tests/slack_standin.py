@@ -110,6 +110,36 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.per_second
 
 
+# Slack's Block Kit limits the stand-in enforces on views.publish (a home view).
+VIEW_LIMITS = {"blocks": 100, "section": 3000, "field": 2000, "header": 150, "button_text": 75, "value": 2000}
+
+
+def view_problems(view: dict[str, Any]) -> list[str]:
+    """What Slack would refuse in a home view (an empty list when it is valid)."""
+    problems = []
+    if view.get("type") != "home":
+        problems.append(f"view type {view.get('type')!r} is not home")
+    blocks = view.get("blocks") or []
+    if not 0 < len(blocks) <= VIEW_LIMITS["blocks"]:
+        problems.append(f"{len(blocks)} blocks: a view holds 1 to {VIEW_LIMITS['blocks']}")
+    for index, block in enumerate(blocks):
+        text = (block.get("text") or {}).get("text") or ""
+        if block.get("type") == "section" and len(text) > VIEW_LIMITS["section"]:
+            problems.append(f"block {index}: section text of {len(text)} characters")
+        if block.get("type") == "header" and len(text) > VIEW_LIMITS["header"]:
+            problems.append(f"block {index}: header of {len(text)} characters")
+        for field_ in block.get("fields") or []:
+            if len(field_.get("text") or "") > VIEW_LIMITS["field"]:
+                problems.append(f"block {index}: a field over {VIEW_LIMITS['field']} characters")
+        buttons = [block.get("accessory") or {}, *(block.get("elements") or [])]
+        for button in (b for b in buttons if b.get("type") == "button"):
+            if len((button.get("text") or {}).get("text") or "") > VIEW_LIMITS["button_text"]:
+                problems.append(f"block {index}: a button text over {VIEW_LIMITS['button_text']} characters")
+            if len(button.get("value") or "") > VIEW_LIMITS["value"]:
+                problems.append(f"block {index}: a button value over {VIEW_LIMITS['value']} characters")
+    return problems
+
+
 def person(user_id: str, email: str | None = None, name: str | None = None, **extra: Any) -> dict[str, Any]:
     """A users.list member."""
     profile = {"email": email} if email else {}
@@ -131,6 +161,7 @@ class SlackStandIn:
         self.usergroups: dict[str, dict[str, Any]] = {}  # id -> {"handle", "users"}
         self.requests: list[Recorded] = []
         self.uploads: dict[str, bytes] = {}
+        self.home_views: dict[str, dict[str, Any]] = {}  # user id -> the last home view published for them
         self._replies: dict[str, deque[Reply]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._noise: dict[str, tuple[float, random.Random, float]] = {}
@@ -269,9 +300,24 @@ class SlackStandIn:
             files = payload.get("files")
             files = json.loads(files) if isinstance(files, str) else files or []
             return Reply(body={"ok": True, "files": [{"id": f.get("id"), "title": f.get("title")} for f in files]})
+        if api_method == "views.publish":
+            return self._publish(payload)
         if api_method == "apps.connections.open":
             return Reply(body={"ok": False, "error": "not_supported_by_standin"})
         return Reply(body={"ok": False, "error": "unknown_method"})
+
+    def _publish(self, payload: dict[str, Any]) -> Reply:
+        """views.publish as Slack checks it: a home view within its limits, else invalid_arguments."""
+        view = payload.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        problems = view_problems(view) if isinstance(view, dict) else ["view is not an object"]
+        if not payload.get("user_id"):
+            problems.append("user_id is missing")
+        if problems:
+            return Reply(body={"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}})
+        with self._cond:
+            self.home_views[str(payload["user_id"])] = view
+        return Reply(body={"ok": True, "view": {"id": f"V{next(self._ids):08d}", **view}})
 
     def _limited(self, api_method: str) -> Reply | None:
         """A 429 when the emulated limiter (or the injected noise) says so; caller holds the lock."""
@@ -429,6 +475,52 @@ def action_body(
         "channel": {"id": channel, "name": "channel"},
         "message": {"type": "message", "user": BOT_USER_ID, **message},
         "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b1",
+                "value": value,
+                "text": {"type": "plain_text", "text": action_id},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urllib.parse.urlencode({"payload": json.dumps(payload)})
+
+
+def event_body(event: dict[str, Any]) -> str:
+    """An Events API callback (JSON) as Slack posts it, around `event` (e.g. app_home_opened)."""
+    return json.dumps(
+        {
+            "token": "deprecated-verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0APP0001",
+            "event": {"event_ts": f"{time.time():.6f}", **event},
+            "type": "event_callback",
+            "event_id": f"Ev{int(time.time() * 1000)}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+        }
+    )
+
+
+def home_opened(user_id: str, tab: str = "home") -> dict[str, Any]:
+    """The app_home_opened event of one person (`tab`: "home" or "messages")."""
+    return {"type": "app_home_opened", "user": user_id, "channel": "D0HOME001", "tab": tab}
+
+
+def home_action_body(action_id: str, value: str, user_id: str) -> str:
+    """A block_actions payload for a button on the App Home: a view container, no response_url."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": TEAM_ID},
+        "api_app_id": "A0APP0001",
+        "token": "deprecated-verification-token",
+        "container": {"type": "view", "view_id": "V0HOME001"},
+        "trigger_id": "1.2.3",
+        "view": {"id": "V0HOME001", "type": "home", "blocks": [], "team_id": TEAM_ID},
         "actions": [
             {
                 "type": "button",

@@ -515,6 +515,8 @@ def test_manifest_and_procfile() -> None:
     }
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in manifest["settings"]["event_subscriptions"]["bot_events"]
     assert len(manifest["display_information"]["description"]) <= 140
     procfile = dict(line.split(": ", 1) for line in (root / "Procfile").read_text().splitlines() if line)
     assert procfile == {"release": "python -m bot migrate", "web": "python -m bot serve"}
