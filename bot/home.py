@@ -7,7 +7,8 @@ violations, exemptions ending within a week, when the last audit ran and how fre
 buttons to run an audit or post the digest now.
 
 Slack's limits hold for any input: at most 100 blocks in a view, 3,000 characters a section;
-a list that does not fit ends with "…and N more". Every piece of data is escaped.
+a list that does not fit ends with "…and N more". Every piece of data is escaped, and texts are
+verbatim (`bot.messages.mrkdwn`): only the bot's own links and mentions are live.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     DividerBlock,
     HeaderBlock,
-    MarkdownTextObject,
     PlainTextObject,
     SectionBlock,
 )
@@ -36,6 +36,9 @@ from bot.messages import (
     OverdueRow,
     code,
     escape,
+    link,
+    mention,
+    mrkdwn,
     overdue_line,
     pack_lines,
     recheck_button,
@@ -203,7 +206,7 @@ def ending_line(item: EndingExemption, now: datetime) -> str:
     """An exemption ending soon: who, where, when, why, granted by whom."""
     return (
         f"• {code(item.user_name)} in {escape(item.account)} · ends {when(item.until)} "
-        f"({_in(item.until, now)}) · {escape(item.reason)} · granted by <@{escape(item.granted_by)}>"
+        f"({_in(item.until, now)}) · {escape(item.reason)} · granted by {mention(item.granted_by)}"
     )
 
 
@@ -216,11 +219,11 @@ def _in(at: datetime, now: datetime) -> str:
 
 
 def _section(text: str, accessory: ButtonElement | None = None) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS)), accessory=accessory)
+    return SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)), accessory=accessory)
 
 
 def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=truncate(text, MAX_SECTION_CHARS))])
+    return ContextBlock(elements=[mrkdwn(truncate(text, MAX_SECTION_CHARS))])
 
 
 def personal_blocks(page: HomePage) -> list[Block]:
@@ -263,7 +266,7 @@ def personal_blocks(page: HomePage) -> list[Block]:
         blocks.append(_context(f"From the audit of {when(page.audited_at)} ({ago(page.audited_at, page.now)})."))
     steps = (
         "*Setting up MFA:* `/mfa-check me` shows your own step-by-step instructions (console and CLI); "
-        f"AWS's guide: <{SETUP_URL}|Assign an MFA device>."
+        f"AWS's guide: {link(SETUP_URL)}."
     )
     blocks.append(_section(steps, ButtonElement(text="Set-up steps", url=SETUP_URL, action_id=SETUP_LINK_ACTION)))
     return blocks

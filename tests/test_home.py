@@ -143,7 +143,9 @@ def admin_home(**extra: object) -> AdminHome:
         "overdue": (OverdueRow(f"arn:aws:iam::{ACCOUNT}:user/ivan", ACCOUNT, LABEL, "ivan", "U0IVAN001", 9, 3),),
         "overdue_after_days": 7,
         "ending": (
-            EndingExemption("heidi", LABEL, NOW + timedelta(days=2), "break-glass <!channel> & co", "U0ADMIN01"),
+            EndingExemption(
+                "heidi", LABEL, NOW + timedelta(days=2), "break-glass <!channel> & co \u202eevil", "U0ADMIN01"
+            ),
         ),
     }
     values.update(extra)
@@ -171,7 +173,8 @@ def test_an_admin_sees_accounts_changes_overdue_exemptions_freshness_and_the_but
     assert f"*New:* `erin` ({LABEL})" in body and f"*Fixed:* `alice` ({LABEL}), `carol` ({LABEL})" in body
     assert "Overdue (1)" in body and "<@U0IVAN001> · `ivan` in" in body and "9 days since the first nudge" in body
     assert "`heidi` in acme (123456789012) · ends 2026-11-29 09:00 UTC (in 2 days)" in body
-    assert "break-glass &lt;!channel&gt; &amp; co" in body and "<!channel>" not in body  # escaped
+    assert "break-glass &lt;!channel&gt; &amp; co evil" in body and "<!channel>" not in body  # escaped, no bidi
+    assert all(b["text"].get("verbatim") for b in view["blocks"] if b["type"] == "section")
 
 
 def test_an_admin_view_without_digest_channel_overdue_or_exemptions_says_none() -> None:
