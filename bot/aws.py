@@ -116,6 +116,8 @@ def describe_error(exc: BaseException) -> str:
 def _service_of(exc: ClientError) -> str:
     if exc.operation_name in {"GetCallerIdentity", "AssumeRole"}:
         return "sts"
+    if exc.operation_name in {"BatchImportFindings", "GetFindings"}:
+        return "securityhub"
     return "organizations" if exc.operation_name == "ListAccounts" else "iam"
 
 

@@ -104,6 +104,9 @@ def cmd_check(config: Config, output: str, demo: bool) -> int:
     print(render(result, output, config, region))
     for account in result.errors:
         print(f"error: account {account.label}: {account.error}", file=sys.stderr)
+    for account in result.accounts:
+        if account.security_hub_error:
+            print(f"warning: account {account.label}: {account.security_hub_error}", file=sys.stderr)
     return report.exit_code(result)
 
 

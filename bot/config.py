@@ -61,6 +61,7 @@ class Config:
     escalation_channel: str | None = None
     report_deadline_seconds: float = 60.0
     live_check_concurrency: int = 8
+    security_hub_import: bool = False
 
     def __repr__(self) -> str:
         """Every setting, with tokens and secrets as '***' and DATABASE_URL's password masked."""
@@ -251,4 +252,5 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         escalation_channel=escalation_channel,
         report_deadline_seconds=_float(env, "REPORT_DEADLINE_SECONDS", 60.0),
         live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 8, minimum=1),
+        security_hub_import=_bool(env, "SECURITY_HUB_IMPORT", False),
     )

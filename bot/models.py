@@ -141,6 +141,7 @@ class AccountFindings:
     report_generated_at: datetime | None
     root: RootStatus
     users: list[UserFinding]
+    security_hub_error: str | None = None  # SECURITY_HUB_IMPORT: why the import failed (the audit stands)
 
     def by_status(self, status: Status) -> list[UserFinding]:
         return [u for u in self.users if u.status == status]

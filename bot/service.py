@@ -107,15 +107,40 @@ def account_targets(config: Config, session: boto3.session.Session) -> tuple[lis
     return targets, partition
 
 
+def account_credentials(config: Config, base: boto3.session.Session, target: AccountTarget) -> dict[str, str] | None:
+    """The credentials that reach one account: None for the base credentials, else the role assumed (may raise)."""
+    if not target.role_arn:
+        return None
+    sts = aws.service_client(base, "sts", config.aws_endpoint_url, config.live_check_concurrency)
+    return aws.assume_role(sts, target.role_arn, config.aws_external_id)
+
+
 def iam_client(config: Config, base: boto3.session.Session, target: AccountTarget) -> Any:
     """An IAM client for one account: the base credentials, or the target's role assumed (may raise)."""
-    endpoint, concurrency = config.aws_endpoint_url, config.live_check_concurrency
-    if not target.role_arn:
-        return aws.service_client(base, "iam", endpoint, concurrency)
-    credentials = aws.assume_role(
-        aws.service_client(base, "sts", endpoint, concurrency), target.role_arn, config.aws_external_id
-    )
-    return aws.service_client(base, "iam", endpoint, concurrency, credentials)
+    credentials = account_credentials(config, base, target)
+    return aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
+
+
+def import_to_security_hub(
+    config: Config,
+    base: boto3.session.Session,
+    credentials: dict[str, str] | None,
+    account: AccountFindings,
+    now: datetime,
+) -> str | None:
+    """Import one audited account's findings into its own Security Hub; the failure as one line, or None."""
+    from bot import formats, security_hub
+
+    try:
+        client = aws.service_client(base, "securityhub", config.aws_endpoint_url, 1, credentials)
+        scope = getattr(config, "mfa_scope", "console")
+        findings = [formats.asff_finding(account, u, now, client.meta.region_name, scope) for u in account.users]
+        error = security_hub.import_findings(client, findings)
+    except (ClientError, BotoCoreError) as exc:
+        error = f"Security Hub import failed ({aws.describe_error(exc)})"
+    if error:
+        logger.warning("account %s: %s", account.account_id, error)
+    return error
 
 
 def audit_target(
@@ -127,13 +152,17 @@ def audit_target(
 ) -> AccountFindings:
     """Audit one account; any failure (AssumeRole denied included) comes back as its error."""
     try:
-        iam = iam_client(config, base, target)
+        credentials = account_credentials(config, base, target)
+        iam = aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)
         return failed_account(target.account_id, error, alias=target.name)
     facts = aws.collect_account(iam, target.account_id, partition, collect_options(config))
-    return audit.judge_account(facts, policy)
+    findings = audit.judge_account(facts, policy)
+    if config.security_hub_import and findings.error is None:
+        findings.security_hub_error = import_to_security_hub(config, base, credentials, findings, policy.now)
+    return findings
 
 
 def _matches(account_id: str, names: tuple[str | None, ...], wanted: str) -> bool:

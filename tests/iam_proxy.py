@@ -47,11 +47,17 @@ def error_body(code: str, message: str, json_protocol: bool = False) -> bytes:
     ).encode()
 
 
-def action_of(body: bytes, headers: Any) -> str:
-    """The AWS action a request asks for (query protocol form field, or X-Amz-Target)."""
+# REST-JSON operations (no Action field, no X-Amz-Target) named by method and path.
+REST_ACTIONS = {("POST", "/findings/import"): "BatchImportFindings", ("POST", "/findings"): "GetFindings"}
+
+
+def action_of(body: bytes, headers: Any, method: str = "POST", path: str = "") -> str:
+    """The AWS action a request asks for (query protocol form field, X-Amz-Target, or a REST path)."""
     target = headers.get("X-Amz-Target")
     if target:
         return target.rsplit(".", 1)[-1]
+    if (method, path) in REST_ACTIONS:
+        return REST_ACTIONS[method, path]
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     return fields.get("Action", ["?"])[0]
 
@@ -226,7 +232,7 @@ class IamProxy:
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
         headers = _request_headers(environ)
-        action = action_of(body, headers)
+        action = action_of(body, headers, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
         key = access_key_of(headers)
         with self._lock:
             self.calls[action] += 1
@@ -240,7 +246,7 @@ class IamProxy:
             fault = self._take_fault(action, body)
             if fault is None:
                 return list(self.inner(environ, start_response))
-            json_protocol = bool(headers.get("X-Amz-Target"))
+            json_protocol = bool(headers.get("X-Amz-Target")) or action in REST_ACTIONS.values()
             data = error_body(fault.code, fault.message, json_protocol)
             content_type = "application/x-amz-json-1.1" if json_protocol else "text/xml"
             start_response(

@@ -12,21 +12,29 @@ from cfnlint.api import lint_all
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _actions_called_by_the_collector() -> set[str]:
-    source = (ROOT / "bot" / "aws.py").read_text()
-    snake = set(re.findall(r"\b(?:iam|sts)\.([a-z_]+)\(", source)) | set(
-        re.findall(r'get_paginator\("([a-z_]+)"\)', source)
-    )
-    return {name.replace("_", "") for name in snake} - {"getpaginator"}
+def _actions_called_by_the_code() -> set[str]:
+    """`service:action` (lower case) of every AWS call the audit makes: collector and Security Hub import."""
+    called = set()
+    for module in ("aws.py", "security_hub.py"):
+        source = (ROOT / "bot" / module).read_text()
+        called |= {f"{svc}:{name}" for svc, name in re.findall(r"\b(iam|sts|securityhub)\.([a-z_]+)\(", source)}
+        called |= {f"iam:{name}" for name in re.findall(r'get_paginator\("([a-z_]+)"\)', source)}
+    called = {"organizations:list_accounts" if a == "iam:list_accounts" else a for a in called}
+    return {action.replace("_", "") for action in called if not action.endswith(":get_paginator")}
 
 
-MULTI_ACCOUNT_ONLY = {"assumerole", "listaccounts"}
+MULTI_ACCOUNT_ONLY = {"sts:assumerole", "organizations:listaccounts"}
 
 
-def test_audit_policy_grants_exactly_what_the_collector_calls():
+def _granted(policy: dict) -> set[str]:
+    statements = policy["Statement"]
+    return {a.lower() for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+def test_audit_policy_grants_exactly_what_the_code_calls():
     policy = json.loads((ROOT / "iam-policy.json").read_text())
-    granted = {a.split(":", 1)[1].lower() for a in policy["Statement"][0]["Action"]}
-    assert granted == _actions_called_by_the_collector() - MULTI_ACCOUNT_ONLY
+    assert "securityhub:batchimportfindings" in _actions_called_by_the_code()
+    assert _granted(policy) == _actions_called_by_the_code() - MULTI_ACCOUNT_ONLY
 
 
 def test_member_role_template_lints_clean_and_matches_the_policy():
@@ -39,18 +47,16 @@ def test_member_role_template_lints_clean_and_matches_the_policy():
 
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     template = yaml.load(template_text, Loader=Loader)
-    statement = template["Resources"]["AuditRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
-    account_policy = json.loads((ROOT / "iam-policy.json").read_text())["Statement"][0]["Action"]
-    assert set(statement["Action"]) == set(account_policy) - {"sts:GetCallerIdentity"}
+    role_policy = template["Resources"]["AuditRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    account_policy = json.loads((ROOT / "iam-policy.json").read_text())
+    assert _granted(role_policy) == _granted(account_policy) - {"sts:getcalleridentity"}
 
 
 def test_bot_policy_allows_assuming_the_role_and_listing_accounts():
-    policy = json.loads((ROOT / "deploy" / "bot-policy.json").read_text())
-    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert {"sts:AssumeRole", "organizations:ListAccounts"} <= actions
-    own = json.loads((ROOT / "iam-policy.json").read_text())["Statement"][0]["Action"]
-    assert set(own) <= actions
-    assert {a.split(":", 1)[1].lower() for a in actions} >= _actions_called_by_the_collector()
+    actions = _granted(json.loads((ROOT / "deploy" / "bot-policy.json").read_text()))
+    assert actions >= MULTI_ACCOUNT_ONLY
+    assert _granted(json.loads((ROOT / "iam-policy.json").read_text())) <= actions
+    assert actions >= _actions_called_by_the_code()
 
 
 def test_the_container_image_holds_everything_the_bot_runs_from(tmp_path):
