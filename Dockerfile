@@ -6,8 +6,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PORT=3000
 WORKDIR /app
 
+# The runtime lock only (pinned, hashed): no demo (moto), no test tools.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
 COPY bot/ bot/
 COPY handlers/ handlers/

@@ -80,7 +80,12 @@ def cmd_check(config: Config, output: str, demo: bool) -> int:
     from bot import report, service
 
     if demo:
-        from bot.demo import DEMO_REGION, demo_environment
+        from bot.demo import DEMO_REGION, demo_environment, demo_missing
+
+        missing = demo_missing()
+        if missing:
+            print(f"error: {missing}", file=sys.stderr)
+            return EXIT_ERROR
 
         region: str | None = DEMO_REGION
         with demo_environment() as endpoint:

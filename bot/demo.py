@@ -33,6 +33,18 @@ DEMO_USERS: list[tuple[str, bool, str | None, dict[str, str], bool]] = [
 DEMO_VIOLATORS = {"bob", "erin", "ivan"}
 
 
+DEMO_INSTALL = "pip install -r requirements-demo.txt (or: pip install 'mfa-bot[demo]')"
+
+
+def demo_missing() -> str | None:
+    """One line saying how to install the demo's local IAM when moto's server is missing, else None."""
+    try:
+        import moto.server  # noqa: F401  (the demo extra, left out of the runtime install)
+    except ImportError:
+        return f"check --demo needs moto's server, which the runtime install leaves out: {DEMO_INSTALL}"
+    return None
+
+
 def demo_client(endpoint_url: str, service: str = "iam") -> Any:
     """A boto3 client for the local IAM with throwaway credentials."""
     return boto3.client(service, endpoint_url=endpoint_url, region_name=DEMO_REGION, **DEMO_CREDENTIALS)
