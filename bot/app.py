@@ -298,6 +298,22 @@ def _header(headers: Mapping[str, Any], name: str) -> str:
     return str(value or "")
 
 
+class _DropClientGivenWarning(logging.Filter):
+    """Bolt warns "As you gave `client` as well, `token` will be unused." whenever SLACK_BOT_TOKEN is
+    set, since it reads the variable itself even when given a client: expected here, so dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("As you gave `client` as well")
+
+
+def bolt_logger() -> logging.Logger:
+    """The logger Bolt gets (`bot.bolt`), without its client-given warning."""
+    logger = logging.getLogger("bot.bolt")
+    if not any(isinstance(f, _DropClientGivenWarning) for f in logger.filters):
+        logger.addFilter(_DropClientGivenWarning())
+    return logger
+
+
 def create_app(
     config: Config,
     services: Services,
@@ -319,7 +335,7 @@ def create_app(
         request_verification_enabled=False,  # replaced by SignatureCheck, which never logs bodies
         before_authorize=SignatureCheck(config.slack_signing_secret),
         listener_executor=ThreadPoolExecutor(listener_threads, thread_name_prefix="bolt-listener"),
-        logger=logging.getLogger("bot.bolt"),
+        logger=bolt_logger(),
     )
 
     @app.middleware

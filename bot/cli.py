@@ -143,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `check` speaks through its report and one error line per account; the bot logs.
     level = logging.ERROR if command == "check" else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("botocore", "alembic"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    from bot.startup import quiet_libraries
+
+    quiet_libraries(level)
     from bot.store import StoreError
 
     try:

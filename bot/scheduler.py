@@ -217,7 +217,7 @@ class BotScheduler:
             )
             job = scheduler.get_job("digest")
             when = getattr(job, "next_run_time", None)
-            logger.info(
+            logger.debug(  # bot.startup's "digest:" line says it once at INFO
                 "digest scheduled (%s, %s) to %s; next at %s",
                 self.config.digest_cron,
                 self.config.digest_timezone,

@@ -30,6 +30,7 @@ from slack_sdk.web import WebClient
 from bot.app import SIGNATURE_VERIFIED, Services, SignatureCheck, build_services, create_app
 from bot.config import Config, ConfigError
 from bot.slack import make_web_client
+from bot.startup import log_startup
 
 if TYPE_CHECKING:
     import uvicorn
@@ -140,6 +141,7 @@ def serve(config: Config) -> int:
     check_config(config)
     open_store(config).close()  # migrate and fail fast here, with one line, before serving
     check_token(make_web_client(config))
+    log_startup(config)
     if config.socket_mode:
         return run_socket_mode(config, build_runtime(config))
     return run_http(config, lambda: build_runtime(config))
@@ -346,7 +348,6 @@ def run_http(config: Config, load: Callable[[], Runtime], sockets: list[socket.s
     # uvicorn re-raises the signal that stopped it once it is done: let that land on a no-op, so
     # the scheduler and the store are closed below instead of the process dying mid-way.
     previous = {signum: signal.signal(signum, lambda *_: None) for signum in (signal.SIGTERM, signal.SIGINT)}
-    logger.info("serving Slack requests at http://0.0.0.0:%s%s", config.port, EVENTS_PATH)
     try:
         server.run(sockets=sockets)
     finally:
