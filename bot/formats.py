@@ -167,6 +167,27 @@ def asff_finding(
     return finding
 
 
+def vanished_finding(previous: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A finding as imported before, closed because its IAM user no longer exists (archived, resolved)."""
+    kept = ("SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "Types", "CreatedAt",
+            "Severity", "Title", "Resources", "Remediation")  # fmt: skip
+    closed = {key: previous[key] for key in kept if key in previous}
+    fields = {**previous.get("ProductFields", {}), "mfa-bot/status": "deleted"}
+    closed.update(
+        UpdatedAt=_iso(now),
+        Description="The IAM user no longer exists: it can no longer sign in.",
+        ProductFields={k: v for k, v in fields.items() if k.startswith("mfa-bot/")},
+        Compliance={
+            "Status": "PASSED",
+            "RelatedRequirements": previous.get("Compliance", {}).get("RelatedRequirements", []),
+        },
+        Workflow={"Status": "RESOLVED"},
+        RecordState="ARCHIVED",
+        Severity={"Label": "INFORMATIONAL"},
+    )
+    return closed
+
+
 def asff_findings(result: AuditResult, region: str, scope: str = "console") -> list[dict[str, Any]]:
     """Every user of every account that was read, as ASFF findings (failed accounts yield none)."""
     return [

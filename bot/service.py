@@ -135,7 +135,7 @@ def import_to_security_hub(
         client = aws.service_client(base, "securityhub", config.aws_endpoint_url, 1, credentials)
         scope = getattr(config, "mfa_scope", "console")
         findings = [formats.asff_finding(account, u, now, client.meta.region_name, scope) for u in account.users]
-        error = security_hub.import_findings(client, findings)
+        error = security_hub.sync_findings(client, account.account_id, findings, now)
     except (ClientError, BotoCoreError) as exc:
         error = f"Security Hub import failed ({aws.describe_error(exc)})"
     if error:

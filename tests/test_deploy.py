@@ -12,14 +12,17 @@ from cfnlint.api import lint_all
 ROOT = Path(__file__).resolve().parent.parent
 
 
+PAGINATED_BY = {"org": "organizations"}  # client variable -> service, where the two differ
+
+
 def _actions_called_by_the_code() -> set[str]:
     """`service:action` (lower case) of every AWS call the audit makes: collector and Security Hub import."""
     called = set()
     for module in ("aws.py", "security_hub.py"):
         source = (ROOT / "bot" / module).read_text()
         called |= {f"{svc}:{name}" for svc, name in re.findall(r"\b(iam|sts|securityhub)\.([a-z_]+)\(", source)}
-        called |= {f"iam:{name}" for name in re.findall(r'get_paginator\("([a-z_]+)"\)', source)}
-    called = {"organizations:list_accounts" if a == "iam:list_accounts" else a for a in called}
+        paginated = re.findall(r'\b(\w+)\.get_paginator\("([a-z_]+)"\)', source)
+        called |= {f"{PAGINATED_BY.get(client, client)}:{name}" for client, name in paginated}
     return {action.replace("_", "") for action in called if not action.endswith(":get_paginator")}
 
 

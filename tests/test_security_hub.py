@@ -56,15 +56,36 @@ def test_each_audit_imports_its_findings_and_a_fix_resolves_without_duplicates(d
     assert workflow(imported["alice"]) == ("RESOLVED", "PASSED", "ARCHIVED")
     assert imported["bob"]["ProductArn"] == f"arn:aws:securityhub:us-east-1:{MANAGEMENT}:product/{MANAGEMENT}/default"
 
-    enable_virtual_mfa(demo_client(demo_account), "bob")
+    iam = demo_client(demo_account)
+    enable_virtual_mfa(iam, "bob")
+    delete_user(iam, "ivan")
     second = service.run_audit(hub_config(demo_account))
-    assert "bob" not in {u.user_name for u in second.violations}
+    assert second.accounts[0].security_hub_error is None
+    assert {u.user_name for u in second.violations} == {"erin"}
     findings = hub_findings(hub)
+    validate_asff(findings)
     assert len(findings) == len(DEMO_USERS)  # the same ids: updated, not duplicated
     assert {f["Id"] for f in findings} == {f["Id"] for f in imported.values()}
     after = by_user(findings)
     assert workflow(after["bob"]) == ("RESOLVED", "PASSED", "ARCHIVED")
     assert workflow(after["erin"]) == ("NEW", "FAILED", "ACTIVE")
+    assert workflow(after["ivan"]) == ("RESOLVED", "PASSED", "ARCHIVED")  # deleted: closed, not left open
+    assert after["ivan"]["ProductFields"]["mfa-bot/status"] == "deleted"
+
+
+def delete_user(iam: Any, name: str) -> None:
+    iam.delete_login_profile(UserName=name)
+    iam.delete_user(UserName=name)
+
+
+def test_closing_deleted_users_findings_failing_still_imports_the_rest(demo_account, iam_proxy):
+    iam_proxy.fail("GetFindings", "AccessDeniedException", status=403)
+    audited = service.run_audit(hub_config(iam_proxy.url))
+    assert audited.accounts[0].security_hub_error == (
+        "deleted users' findings left open (AccessDenied: securityhub:GetFindings was denied "
+        "(grant it in the audit policy))"
+    )
+    assert len(hub_findings(demo_client(demo_account, "securityhub"))) == len(DEMO_USERS)
 
 
 def test_without_the_setting_nothing_is_imported(demo_account):
