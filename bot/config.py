@@ -47,6 +47,7 @@ class Config:
     nudge_cooldown_hours: int = 24
     recheck_interval_minutes: int = 60
     retention_days: int = 400
+    claim_lease_seconds: int = 300
     tag_slack_user_id: str = "slack-user-id"
     tag_email: str = "email"
     tag_mfa_exempt: str = "mfa-exempt"
@@ -238,6 +239,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         nudge_cooldown_hours=_int(env, "NUDGE_COOLDOWN_HOURS", 24),
         recheck_interval_minutes=_int(env, "RECHECK_INTERVAL_MINUTES", 60),
         retention_days=_int(env, "RETENTION_DAYS", 400, minimum=1),
+        claim_lease_seconds=_int(env, "CLAIM_LEASE_SECONDS", 300, minimum=1),
         tag_slack_user_id=_str(env, "TAG_SLACK_USER_ID") or "slack-user-id",
         tag_email=_str(env, "TAG_EMAIL") or "email",
         tag_mfa_exempt=_str(env, "TAG_MFA_EXEMPT") or "mfa-exempt",

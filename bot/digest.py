@@ -6,6 +6,14 @@ restart, competes for the same `Store.claim_digest` and exactly one posts. A man
 (`python -m bot digest`, `/mfa-check digest`) gets its own key (`manual-20261127T093005Z`): it
 never suppresses the scheduled one.
 
+Claims are leases (CLAIM_LEASE_SECONDS): the holder renews its claims while it works
+(`leases_kept`) and checks it still holds one right before posting; posting ends the lease. A
+process that dies (SIGKILL, a dyno restart) between claiming and posting leaves its claims to
+expire, and the scheduler's periodic check in any surviving or new process (`resume_expired`)
+takes them over (decided by the database) and posts them: nothing is silently skipped. One
+window stays: a process that dies after Slack accepted a message but before the store recorded
+it leaves that message to be posted again by the taker.
+
 Routing: DIGEST_CHANNEL gets every account. Each channel of ACCOUNT_CHANNELS also gets a digest
 of its own account(s) (violators with Nudge buttons, root MFA, the error when the account could
 not be audited, a "Nudge all" limited to those accounts), from the same audit run, under its own
@@ -28,9 +36,10 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -124,6 +133,11 @@ class Desk:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.digest_timezone)
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds without a renewal (CLAIM_LEASE_SECONDS)."""
+        return timedelta(seconds=self.config.claim_lease_seconds)
 
     def hhmm(self, when: datetime) -> str:
         """A time of day in DIGEST_TIMEZONE, for rows and answers."""
@@ -299,9 +313,38 @@ def view_from_json(text: str) -> DigestView:
     )
 
 
+# -- leases -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def leases_kept(desk: Desk, holder: str) -> Iterator[None]:
+    """Renew every unposted claim of `holder` every third of the lease while the block runs (a heartbeat).
+
+    A long audit or a slow Slack never lets a live holder's claim expire; only a dead one's does.
+    """
+    stop = threading.Event()
+    every = desk.lease.total_seconds() / 3
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                desk.store.renew_claims(holder, desk.clock(), desk.lease)
+            except Exception:
+                logger.exception("could not renew the claims of %s", holder)
+
+    thread = threading.Thread(target=beat, name="claim-leases", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(every + 5)
+
+
 # -- posting ------------------------------------------------------------------------------------
 
 ALREADY = "already posted or being posted by another process"
+LOST = "this process lost its claim (its lease expired): another process posts it"
 
 
 @dataclass(frozen=True)
@@ -432,24 +475,28 @@ def post_digest(desk: Desk, period_key: str, posted_by: str, requested_by: str) 
     routes = account_routes(config)
     store = desk.store
     now = desk.clock()
-    won = [channel for channel in (main, *routes) if store.claim_digest(channel, period_key, posted_by, now)]
+    won = [
+        channel for channel in (main, *routes) if store.claim_digest(channel, period_key, posted_by, now, desk.lease)
+    ]
     if not won:
         logger.info("digest %s for %s: already claimed by another run", period_key, main)
         return DigestOutcome(False, period_key, reason=ALREADY, channel=main)
-    try:
-        run = audit_run(desk, now)
-    except Exception as exc:
-        for channel in won:
-            store.release_digest_claim(channel, period_key, posted_by)
-        error = _error_text(exc)
-        logger.exception("digest %s could not be composed: %s", period_key, error)
-        desk.record(requested_by, "digest", main, f"{period_key}: {error}", outcome="failed")
-        return DigestOutcome(False, period_key, reason=error, retry=True, channel=main)
-    outcomes = {
-        channel: post_channel(desk, run, channel, routes.get(channel, ()), period_key, posted_by, requested_by, now)
-        for channel in won
-    }
-    escalated = escalate(desk, run, posted_by, requested_by)
+    logger.info("digest %s claimed by %s for %s", period_key, posted_by, ", ".join(won))
+    with leases_kept(desk, posted_by):
+        try:
+            run = audit_run(desk, now)
+        except Exception as exc:
+            for channel in won:
+                store.release_digest_claim(channel, period_key, posted_by)
+            error = _error_text(exc)
+            logger.exception("digest %s could not be composed: %s", period_key, error)
+            desk.record(requested_by, "digest", main, f"{period_key}: {error}", outcome="failed")
+            return DigestOutcome(False, period_key, reason=error, retry=True, channel=main)
+        outcomes = {
+            channel: post_channel(desk, run, channel, routes.get(channel, ()), period_key, posted_by, requested_by, now)
+            for channel in won
+        }
+        escalated = escalate(desk, run, posted_by, requested_by)
     top = outcomes.get(main) or DigestOutcome(False, period_key, reason=ALREADY, channel=main)
     accounts = tuple(outcomes[channel] for channel in won if channel != main)
     return dataclasses.replace(
@@ -473,6 +520,11 @@ def post_channel(
         view = channel_view(desk, run, channel, now, scope)
         states = row_states(desk, view, now, [r.arn for r in view.rows])
         parts = messages.digest_parts(view, states)
+        if not store.holds_claim(channel, period_key, posted_by, desk.clock()):
+            logger.error(
+                "digest %s for %s: this process lost its claim (lease expired): not posted", period_key, channel
+            )
+            return DigestOutcome(False, period_key, reason=LOST, channel=channel)
         _, top_ts = desk.slack.post(channel, parts[0].text, parts[0].blocks)
     except Exception as exc:
         store.release_digest_claim(channel, period_key, posted_by)
@@ -523,11 +575,19 @@ def escalate(desk: Desk, run: AuditRun, posted_by: str, requested_by: str) -> in
     in the audit trail (action `escalated`, target the ARN).
     """
     channel = desk.config.escalation_channel
-    if not channel or not run.overdue:
+    if not channel:
         return 0
     store, now = desk.store, desk.clock()
     items = {o.arn: o for o in run.overdue}
-    won = {arn for arn, item in items.items() if store.claim_digest(channel, escalation_key(item), posted_by, now)}
+    _drop_stale_escalations(desk, channel, {o.episode_id for o in run.overdue}, posted_by, now)
+    if not items:
+        return 0
+    won = {
+        arn
+        for arn, item in items.items()
+        if store.claim_digest(channel, escalation_key(item), posted_by, now, desk.lease, episode_id=item.episode_id)
+    }
+    won = {arn for arn in won if store.holds_claim(channel, escalation_key(items[arn]), posted_by, desk.clock())}
     rows = [row for row in overdue_rows(run.result, run.overdue, run.nudges) if row.arn in won]
     date = f"{now.astimezone(desk.tz):%Y-%m-%d}"
     sent = 0
@@ -553,6 +613,39 @@ def escalate(desk: Desk, run: AuditRun, posted_by: str, requested_by: str) -> in
     if sent:
         logger.info("%d overdue violations escalated to %s", sent, channel)
     return sent
+
+
+def _drop_stale_escalations(desk: Desk, channel: str, overdue: set[int], holder: str, now: datetime) -> None:
+    """Expired, unposted escalation claims of episodes this run does not find overdue: taken over and let go."""
+    for claim in desk.store.expired_claims(now, escalation_channel=channel):
+        if claim.episode_id in overdue:
+            continue
+        if desk.store.claim_digest(channel, claim.period_key, holder, now, desk.lease, episode_id=claim.episode_id):
+            desk.store.release_digest_claim(channel, claim.period_key, holder)
+
+
+def resume_expired(desk: Desk, fire_time: datetime | None) -> DigestOutcome | int | None:
+    """Take over and post what a dead process claimed and never posted (the scheduler's periodic check).
+
+    Looks (a read) for expired, unposted claims of the digest of `fire_time` (the latest due one
+    today, None if none) in any digest channel, and of escalations of still open episodes. The
+    digest's takeover is `post_digest` (which escalates too); escalations alone get a fresh audit
+    and `escalate`. None when nothing was left behind.
+    """
+    from bot.store import SCHEDULER, process_identity
+
+    config = desk.config
+    key = scheduled_period_key(fire_time, config.digest_timezone) if fire_time and config.digest_channel else None
+    pairs = [(channel, key) for channel in digest_channels(config)] if key else []
+    stale = desk.store.expired_claims(desk.clock(), pairs, config.escalation_channel)
+    if not stale:
+        return None
+    holder = process_identity()
+    logger.warning("%d claims left unposted by a stopped process: taking them over", len(stale))
+    if key and any(claim.period_key == key for claim in stale):
+        return post_digest(desk, key, holder, SCHEDULER)
+    with leases_kept(desk, holder):
+        return escalate(desk, audit_run(desk, desk.clock()), holder, SCHEDULER)
 
 
 def post_scheduled_digest(desk: Desk, fire_time: datetime) -> DigestOutcome:

@@ -15,6 +15,9 @@ off (`claim_pending_nudge` / `complete_nudge`); a worker starts with `serve` and
 stopped process left. A process killed while one DM was in flight leaves that item's cooldown
 window claimed under the item's own tag: the resumed item then finds its own claim, cannot know
 whether Slack got the DM, and records it as `unknown` ("delivery unknown") instead of repeating it.
+The batch is kept in the store with the admin's response_url: whichever process finishes it
+claims its "finished" notice (a lease) and sends it once, through the response_url while Slack
+honours it (30 minutes), else as a DM to the admin; a restart mid-queue loses nothing.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from urllib.error import URLError
 from slack_sdk.errors import SlackApiError
 
 from bot import messages
-from bot.digest import Desk, refresh_rows, slack_error
+from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
 from bot.models import AuditResult, UserFinding, violation_finding
 from bot.pacing import NoTsInAnswer
+from bot.slack import make_responder
 from bot.store import process_identity
 
 if TYPE_CHECKING:
-    from bot.store import OutboxItem
+    from bot.store import NudgeBatch, OutboxItem
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ LEASE_SECONDS = 900.0  # longer than one item can take, 429 waits included (bot.
 POLL_SECONDS = 30.0
 FLUSH_SECONDS = 15.0
 OUTBOX_TAG = "#outbox-"
+RESPONSE_URL_LIFETIME = timedelta(minutes=30)  # Slack's; after it the "finished" notice goes as a DM
 INTERRUPTED = "interrupted while sending (the process stopped): delivery unknown, not repeated"
 UNKNOWN = "may have gone: Slack's answer was lost (delivery unknown)"
 NON_JSON = "Received a response in a non-JSON format"
@@ -128,16 +133,6 @@ class BatchQueued:
 
 
 @dataclass
-class _Tally:
-    remaining: int
-    notify: Callable[[str], None] | None
-    sent: int = 0
-    skipped: int = 0
-    failed: int = 0
-    unknown: int = 0
-
-
-@dataclass
 class Nudger:
     """Nudges for one process: single DMs, "Nudge all" batches, and the outbox items a worker hands in."""
 
@@ -146,7 +141,6 @@ class Nudger:
     wake: Callable[[], None] = lambda: None
     _dirty: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _batches: dict[str, _Tally] = field(default_factory=dict)
 
     @property
     def cooldown(self) -> timedelta:
@@ -301,12 +295,14 @@ class Nudger:
         self,
         requested_by: str,
         result: AuditResult | None = None,
-        notify: Callable[[str], None] | None = None,
+        notify_url: str | None = None,
         accounts: Collection[str] | None = None,
     ) -> BatchQueued:
         """ "Nudge all": one outbox item per person with open violations; the worker sends them at Slack's pace.
 
         `accounts` limits it to the violations of those account ids (an account channel's digest).
+        `notify_url` (the admin's response_url) is kept with the batch for its "finished" notice,
+        which whichever process sends the last DM posts (`notify_finished`), after a restart too.
         """
         desk = self.desk
         result = desk.annotated(result or desk.recent_audit())
@@ -324,10 +320,9 @@ class Nudger:
         batch_id = f"nudge-all:{requested_by}:{now:%Y%m%dT%H%M}"
         if accounts is not None:  # a scoped batch is not the same batch as an unscoped one that minute
             batch_id += ":" + hashlib.sha256(",".join(sorted(accounts)).encode()).hexdigest()[:12]
-        queued = desk.store.enqueue_nudges(batch_id, by_person.items(), requested_by, now) if by_person else 0
-        if queued:
-            with self._lock:
-                self._batches[batch_id] = _Tally(remaining=queued, notify=notify)
+        queued = 0
+        if by_person:
+            queued = desk.store.enqueue_nudges(batch_id, by_person.items(), requested_by, now, response_url=notify_url)
         desk.record(requested_by, "nudge_all", None, f"{batch_id}: {queued} of {len(by_person)} people queued")
         self.wake()
         users = sum(len(v) for v in by_person.values())
@@ -344,38 +339,72 @@ class Nudger:
     # -- the outbox -------------------------------------------------------------------------
 
     def work_one(self, worker_id: str) -> NudgeResult | None:
-        """Lease the oldest queued DM and deliver it; None when the outbox is empty."""
+        """Lease the oldest queued DM and deliver it; None when the outbox is empty.
+
+        The DM that finishes a batch is followed by the batch's "finished" notice.
+        """
         if not self.desk.store.pending_nudges(limit=1):  # a read: an idle worker takes no write lock
             return None
         item = self.desk.store.claim_pending_nudge(worker_id, self.desk.clock(), self.lease_seconds)
         if item is None:
             return None
         result = self.deliver(item.slack_user_id, item.arns, item.requested_by, item=item)
-        self._count(item.batch_id, result)
+        self.notify_finished(worker_id, [item.batch_id])
         return result
 
-    def _count(self, batch_id: str, result: NudgeResult) -> None:
-        with self._lock:
-            tally = self._batches.get(batch_id)
-            if tally is None:
-                return
-            tally.remaining -= 1
-            if result.outcome == "sent":
-                tally.sent += 1
-            elif result.outcome == "skipped_cooldown":
-                tally.skipped += 1
-            elif result.outcome == "unknown":
-                tally.unknown += 1
-            else:
-                tally.failed += 1
-            done = tally.remaining <= 0
-            if done:
-                del self._batches[batch_id]
-        if done and tally.notify is not None:
+    def notify_finished(self, holder: str, batch_ids: Sequence[str] | None = None) -> int:
+        """Tell the admin of each finished batch (all of them when `batch_ids` is None) the tally, once.
+
+        The notice is claimed in the store first (a lease), so exactly one process sends it; a
+        process that dies before sending leaves it to another. Returns how many notices went.
+        """
+        store = self.desk.store
+        try:
+            if batch_ids is None:
+                batch_ids = store.finished_batches(self.desk.clock())
+            told = 0
+            for batch_id in batch_ids:
+                claimed = store.claim_batch_notice(batch_id, holder, self.desk.clock(), self.desk.lease)
+                if claimed is None:
+                    continue
+                batch, counts = claimed
+                if batch.response_url is None:  # nobody asked to be told (no response_url in the request)
+                    store.finish_batch_notice(batch_id, self.desk.clock())
+                    continue
+                text = messages.nudge_batch_done_text(
+                    counts.get("sent", 0),
+                    counts.get("skipped_cooldown", 0),
+                    counts.get("failed", 0),
+                    counts.get("unknown", 0),
+                )
+                told += self._tell_admin(batch, text)
+                store.finish_batch_notice(batch_id, self.desk.clock())
+            return told
+        except Exception:
+            logger.exception("could not tell the admin that Nudge all finished")
+            return 0
+
+    def _tell_admin(self, batch: NudgeBatch, text: str) -> bool:
+        """The notice as an ephemeral answer through the batch's response_url while it lives, else a DM."""
+        desk = self.desk
+        message = messages.text_message(text)
+        if batch.response_url and desk.clock() - batch.created_at < RESPONSE_URL_LIFETIME:
             try:
-                tally.notify(messages.nudge_batch_done_text(tally.sent, tally.skipped, tally.failed, tally.unknown))
-            except Exception:
-                logger.exception("could not tell the admin that Nudge all finished")
+                answer = make_responder(batch.response_url)(
+                    text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False
+                )
+                if answer.status_code == 200:
+                    return True
+            except Exception as exc:
+                logger.warning("the Nudge all notice could not go through its response_url (%s)", type(exc).__name__)
+        try:
+            channel = desk.slack.open_dm(batch.requested_by)
+            desk.slack.post(channel, message.text, message.blocks)
+            return True
+        except SLACK_ERRORS as exc:
+            logger.error("the Nudge all notice could not be sent to %s (%s)", batch.requested_by, slack_error(exc))
+            desk.record(batch.requested_by, "nudge_all", None, f"{batch.batch_id}: notice not sent", outcome="failed")
+            return False
 
 
 class NudgeWorker:
@@ -431,6 +460,7 @@ class NudgeWorker:
             if result is None:
                 break
             results.append(result)
+        self.nudger.notify_finished(self.worker_id)
         self.nudger.flush_rows()
         return results
 
@@ -443,6 +473,7 @@ class NudgeWorker:
                 self._stop.wait(self.poll_seconds)
                 continue
             if result is None:
+                self.nudger.notify_finished(self.worker_id)  # a batch another process finished and died
                 self._flush_now.set()
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()

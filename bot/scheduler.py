@@ -8,6 +8,11 @@ a missed run across a restart, so at start the bot catches up itself: if a fire 
 period key is that fire time's date and `Store.claim_digest` decides, so the digest goes out
 exactly once per day and channel, however many processes are due or restart.
 
+Claims are leases (`bot.digest`): every half lease (CLAIM_LEASE_SECONDS / 2) the scheduler looks
+for claims a stopped process left unposted (today's digest in any channel, escalations) and
+takes them over, so a process killed at 09:00 between claiming and posting delays that day's
+digest by at most a lease and a half; it never skips it.
+
 Crontab day-of-week numbers follow cron (0 or 7 = Sunday). APScheduler 3.x's `from_crontab`
 reads 0 as Monday, which would shift `1-5` to Tuesday-Saturday; the field is translated to
 weekday names here instead.
@@ -146,6 +151,7 @@ class ScheduledJobs:
     digest: Callable[[datetime], Any] | None = None
     recheck: Callable[[], Any] | None = None
     prune: Callable[[], Any] | None = None
+    resume: Callable[[datetime | None], Any] | None = None  # take over expired claims (given today's fire time)
 
 
 class BotScheduler:
@@ -190,6 +196,15 @@ class BotScheduler:
             self._retries = 0
         return outcome
 
+    def resume_expired(self) -> Any:
+        """Take over claims a stopped process left unposted: today's due digest (if any) and escalations."""
+        if self.jobs.resume is None:
+            return None
+        fire = None
+        if self.digest_enabled and self.trigger is not None:
+            fire = due_fire_time(self.trigger, self.clock(), self.config.digest_timezone, self.catchup)
+        return self.jobs.resume(fire)
+
     def start(self) -> None:
         """Start the background scheduler, then catch up on a digest missed while the bot was down."""
         zone = ZoneInfo(self.config.digest_timezone)
@@ -206,6 +221,9 @@ class BotScheduler:
         if minutes > 0 and self.jobs.recheck is not None:
             trigger = IntervalTrigger(minutes=minutes, timezone=zone)
             scheduler.add_job(_logged(self.jobs.recheck, "re-check"), trigger, id="recheck", name="re-check")
+        if self.jobs.resume is not None:
+            trigger = IntervalTrigger(seconds=max(1.0, self.config.claim_lease_seconds / 2), timezone=zone)
+            scheduler.add_job(_logged(self.resume_expired, "claim check"), trigger, id="claims", name="claim check")
         if self.jobs.prune is not None:
             trigger = CronTrigger(timezone=zone, **PRUNE_AT)
             scheduler.add_job(_logged(self.jobs.prune, "prune"), trigger, id="prune", name="prune")
@@ -258,7 +276,7 @@ class Background:
 
 def start_background(config: Config, services: Services) -> Background:
     """Start the scheduler (digest, re-check, prune) and the nudge worker for a serving process."""
-    from bot.digest import post_scheduled_digest
+    from bot.digest import post_scheduled_digest, resume_expired
     from bot.nudges import NudgeWorker
 
     desk, store = services.desk, services.store
@@ -266,6 +284,7 @@ def start_background(config: Config, services: Services) -> Background:
     worker = None
     if desk is not None and store is not None:
         jobs.digest = lambda fire: post_scheduled_digest(desk, fire)
+        jobs.resume = lambda fire: resume_expired(desk, fire)
         jobs.prune = lambda: store.prune(config.retention_days, services.clock())
         if services.rechecker is not None:
             jobs.recheck = services.rechecker.recheck_open

@@ -136,7 +136,8 @@ def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
     if clicker is None or services.nudger is None:
         return
     accounts = messages.parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
-    queued = services.nudger.enqueue_all(clicker, notify=lambda text: _tell(respond, text), accounts=accounts)
+    notify_url = str(body.get("response_url") or "") or None  # the "finished" notice goes there, kept with the batch
+    queued = services.nudger.enqueue_all(clicker, notify_url=notify_url, accounts=accounts)
     _tell(respond, queued.text)
 
 

@@ -118,7 +118,7 @@ def run_command(
     elif isinstance(command, grammar.Link):
         _link(services, client, caller, command, respond, asked_at)
     elif isinstance(command, grammar.Nudge):
-        _nudge(services, caller, command, respond, asked_at)
+        _nudge(services, caller, command, respond, asked_at, str(payload.get("response_url") or "") or None)
     elif isinstance(command, grammar.Digest):
         _digest(services, caller, respond)
 
@@ -296,16 +296,21 @@ def _link(
     _answer(respond, messages.text_message(text), replace=True)
 
 
-def _nudge(services: Services, caller: str, command: grammar.Nudge, respond: Responder, asked_at: float) -> None:
+def _nudge(
+    services: Services,
+    caller: str,
+    command: grammar.Nudge,
+    respond: Responder,
+    asked_at: float,
+    response_url: str | None = None,
+) -> None:
     """`nudge NAME` / `nudge all`: the same as the digest's buttons, on the audit this command ran."""
     if services.nudger is None:
         _no_store(respond)
         return
     result = _auditing(services, respond, asked_at)
     if command.user is None:
-        queued = services.nudger.enqueue_all(
-            caller, result, notify=lambda text: _answer(respond, messages.text_message(text))
-        )
+        queued = services.nudger.enqueue_all(caller, result, notify_url=response_url)
         _answer(respond, messages.text_message(queued.text), replace=True)
         return
     user = _one_user(result, command.user, respond)

@@ -9,8 +9,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.slack_standin import ADMIN, SlackStandIn, get
@@ -35,6 +37,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def due_now() -> tuple[str, str]:
+    """(DIGEST_CRON, DIGEST_TIMEZONE) for this minute, in a zone where it is not about to be midnight."""
+    zone = "UTC" if 1 <= datetime.now(UTC).hour <= 22 else "Etc/GMT+6"
+    local = datetime.now(ZoneInfo(zone))
+    return f"{local.minute} {local.hour} * * *", zone
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -164,6 +164,8 @@ class SlackStandIn:
         self.home_views: dict[str, dict[str, Any]] = {}  # user id -> the last home view published for them
         self._replies: dict[str, deque[Reply]] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._stalls: list[tuple[str, str | None]] = []  # (api_method, channel or None for any)
+        self._unstall = threading.Event()
         self._noise: dict[str, tuple[float, random.Random, float]] = {}
         self.rate_limited: dict[str, int] = {}
         self._cond = threading.Condition()
@@ -182,6 +184,7 @@ class SlackStandIn:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._unstall.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -222,6 +225,33 @@ class SlackStandIn:
         """Also answer a random share of `api_method` calls with 429 + Retry-After, as a busy workspace might."""
         with self._cond:
             self._noise[api_method] = (probability, random.Random(seed), retry_after)
+
+    def stall(self, api_method: str, channel: str | None = None) -> None:
+        """Hold calls of `api_method` (to `channel`, or any) unanswered until `unstall()`: a hung Slack.
+
+        A held call is recorded at once with status 0 (not accepted), so a test can wait for it,
+        e.g. to kill the bot mid-post; after `unstall()` it is answered as usual.
+        """
+        with self._cond:
+            self._stalls.append((api_method, channel))
+
+    def unstall(self, answer_held: bool = True) -> None:
+        """Stop holding new calls; answer the held ones (else they stay unanswered until the stand-in stops)."""
+        with self._cond:
+            self._stalls.clear()
+        if answer_held:
+            self._unstall.set()
+
+    def stalled(self, api_method: str) -> list[Recorded]:
+        """Calls of `api_method` held (or once held) unanswered by `stall`."""
+        return [r for r in self.calls(api_method) if r.status == 0]
+
+    def _stalls_this(self, record: Recorded) -> bool:
+        with self._cond:
+            return any(
+                record.api_method == method and channel in (None, record.payload.get("channel"))
+                for method, channel in self._stalls
+            )
 
     def add_usergroup(self, group_id: str, handle: str, users: list[str]) -> None:
         """A user group for usergroups.list / usergroups.users.list."""
@@ -374,11 +404,19 @@ class SlackStandIn:
                     body=body,
                     at=time.monotonic(),
                 )
-                reply = standin._answer(record)
-                record.status = reply.status
-                with standin._cond:
-                    standin.requests.append(record)
-                    standin._cond.notify_all()
+                if standin._stalls_this(record):  # recorded at once (status 0), answered after unstall()
+                    with standin._cond:
+                        standin.requests.append(record)
+                        standin._cond.notify_all()
+                    standin._unstall.wait()
+                    reply = standin._answer(record)
+                    record.status = reply.status
+                else:
+                    reply = standin._answer(record)
+                    record.status = reply.status
+                    with standin._cond:
+                        standin.requests.append(record)
+                        standin._cond.notify_all()
                 if reply.delay:
                     time.sleep(reply.delay)
                 data = reply.body if isinstance(reply.body, bytes) else None
@@ -386,15 +424,15 @@ class SlackStandIn:
                     is_text = isinstance(reply.body, str)
                     data = reply.body.encode() if is_text else json.dumps(reply.body).encode()
                 content_type = "text/plain" if isinstance(reply.body, str) else "application/json"
-                self.send_response(reply.status)
-                self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-                for key, value in reply.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
                 try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
-                except OSError:  # the client gave up waiting (a delayed reply)
+                except OSError:  # the client gave up waiting (a delayed reply), or was killed while held
                     self.close_connection = True
 
             do_GET = do_POST = _handle

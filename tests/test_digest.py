@@ -11,6 +11,7 @@ import pytest
 
 from bot import messages
 from bot.digest import (
+    DigestOutcome,
     build_view,
     load_view,
     manual_period_key,
@@ -18,13 +19,14 @@ from bot.digest import (
     post_manual_digest,
     post_scheduled_digest,
     refresh_rows,
+    resume_expired,
     scheduled_period_key,
     view_from_json,
     view_to_json,
 )
 from bot.messages import DigestAccount, DigestRow, DigestView, RowState
 from bot.models import RootStatus
-from bot.store import Store
+from bot.store import Store, process_identity
 from tests.slack_standin import MEMBERS, Reply, SlackStandIn, person
 from tests.workflow_helpers import (
     ACCOUNT,
@@ -243,3 +245,19 @@ def test_one_digest_for_5000_members_and_1000_violators_reads_users_list_5_times
         text = "".join(payload_text(p) for p in standin.calls("chat.postMessage"))
         assert all(f"<@U{i:08d}>" in text for i in range(0, 2000, 2))  # every violator found, none cut
         assert len(store.digest_rows(CHANNEL, outcome.period_key)) == 1000
+
+
+def test_a_claim_left_by_a_dead_process_is_taken_over_after_its_lease_and_posted_once(
+    store: Store, standin: SlackStandIn
+) -> None:
+    clock = Clock()
+    desk = make_desk(store, standin, demo_result, clock=clock, claim_lease_seconds=60)
+    key = scheduled_period_key(NOW, "UTC")
+    assert store.claim_digest(CHANNEL, key, "dead-host:1", clock(), desk.lease)  # then that process died
+    assert resume_expired(desk, NOW) is None  # its lease is still live: left alone
+    assert not post_scheduled_digest(desk, NOW).posted
+    clock.advance(seconds=61)
+    taken = resume_expired(desk, NOW)
+    assert isinstance(taken, DigestOutcome) and taken.ok and taken.period_key == key
+    assert resume_expired(desk, NOW) is None and len(standin.calls("chat.postMessage")) == 1
+    assert store.last_digest(CHANNEL).posted_by == process_identity()

@@ -16,15 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.demo import demo_client, seed_demo_account
 from bot.store import Store
-from tests.bot_process import bot_env, serve_process, wait_until
+from tests.bot_process import bot_env, due_now, serve_process, wait_until
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, Recorded, SlackStandIn, action_body, post, sign
 
@@ -32,13 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 SECRET = "e2e-signing-secret"
 CHANNEL = "C0DIGEST1"
 ACCOUNT = "123456789012"
-
-
-def due_now() -> tuple[str, str]:
-    """(DIGEST_CRON, DIGEST_TIMEZONE) for this minute, in a zone where it is not about to be midnight."""
-    zone = "UTC" if 1 <= datetime.now(UTC).hour <= 22 else "Etc/GMT+6"
-    local = datetime.now(ZoneInfo(zone))
-    return f"{local.minute} {local.hour} * * *", zone
 
 
 @contextmanager

@@ -202,7 +202,8 @@ def test_nudge_all_resumes_after_a_restart_without_losing_or_repeating_a_dm(
     clock = Clock()
     desk = make_desk(store, standin, many_people(10), clock=clock)
     nudger = Nudger(desk, lease_seconds=60)
-    nudger.enqueue_all(ADMIN)
+    told = standin.response_url()
+    nudger.enqueue_all(ADMIN, notify_url=told)
     for _ in range(3):  # the first process sends three...
         assert nudger.work_one("host:1").outcome == "sent"
     crashed_idle = store.claim_pending_nudge("host:1", clock(), lease_seconds=60)  # ...leases a 4th, dies
@@ -223,21 +224,42 @@ def test_nudge_all_resumes_after_a_restart_without_losing_or_repeating_a_dm(
     (log,) = [n for n in store.actions(limit=100, action="nudge") if n.target == in_flight.slack_user_id]
     assert INTERRUPTED in (log.detail or "")
     assert not store.pending_nudges()
+    (notice,) = standin.posts_to(told)  # the whole batch, counted from the store by the restarted process
+    assert notice.payload["text"] == "Nudge all finished: 9 sent, 0 skipped (cooldown), 0 failed, 1 delivery unknown."
+
+
+def test_a_finished_batch_whose_notifier_died_is_told_once_by_another_process_as_a_dm_after_30_minutes(
+    store: Store, standin: SlackStandIn
+) -> None:
+    clock = Clock()
+    desk = make_desk(store, standin, many_people(2), clock=clock)
+    nudger = Nudger(desk)
+    told = standin.response_url()
+    batch = nudger.enqueue_all(ADMIN, notify_url=told)
+    while (item := store.claim_pending_nudge("host:1", clock())) is not None:  # host:1 sends every DM...
+        nudger.deliver(item.slack_user_id, item.arns, item.requested_by, item=item)
+    assert store.claim_batch_notice(batch.batch_id, "host:1", clock(), desk.lease)  # ...claims the notice, dies
+    clock.advance(minutes=31)
+    assert NudgeWorker(Nudger(desk), worker_id="host:2").run_until_idle() == []
+    assert NudgeWorker(Nudger(desk), worker_id="host:3").run_until_idle() == []
+    assert standin.posts_to(told) == []  # Slack no longer honours the response_url: a DM instead
+    notices = [r for r in standin.accepted("chat.postMessage") if r.payload["channel"] == "D" + ADMIN[1:]]
+    assert [n.payload["text"] for n in notices] == ["Nudge all finished: 2 sent, 0 skipped (cooldown), 0 failed."]
 
 
 def test_a_second_nudge_all_skips_everyone_in_cooldown(store: Store, standin: SlackStandIn) -> None:
     clock = Clock()
     desk = make_desk(store, standin, many_people(5), clock=clock)
     nudger = Nudger(desk)
-    told = []
-    nudger.enqueue_all(ADMIN, notify=told.append)
+    told = standin.response_url()
+    nudger.enqueue_all(ADMIN, notify_url=told)
     NudgeWorker(nudger).run_until_idle()
     clock.advance(minutes=5)
-    nudger.enqueue_all(OTHER_ADMIN, notify=told.append)
+    nudger.enqueue_all(OTHER_ADMIN, notify_url=told)
     results = NudgeWorker(nudger).run_until_idle()
     assert [r.outcome for r in results] == ["skipped_cooldown"] * 5
     assert len(standin.accepted("chat.postMessage")) == 5
-    assert told == [
+    assert [answer.payload["text"] for answer in standin.posts_to(told)] == [
         "Nudge all finished: 5 sent, 0 skipped (cooldown), 0 failed.",
         "Nudge all finished: 0 sent, 5 skipped (cooldown), 0 failed.",
     ]

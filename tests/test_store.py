@@ -316,6 +316,75 @@ def test_release_digest_claim_only_by_claimant_and_before_posting(store: Store) 
     assert store.claim_digest("C1", "2026-11-02", "host-a:1", T0 + timedelta(minutes=3)) is False
 
 
+def test_an_expired_unposted_claim_is_taken_over_once_and_a_live_or_posted_one_never(store: Store) -> None:
+    lease = timedelta(seconds=30)
+    assert store.claim_digest("C1", "2026-11-02", "host-a:1", T0, lease) is True
+    assert store.holds_claim("C1", "2026-11-02", "host-a:1", T0 + timedelta(seconds=29))
+    assert store.claim_digest("C1", "2026-11-02", "host-b:2", T0 + timedelta(seconds=29), lease) is False  # live
+    assert store.expired_claims(T0 + timedelta(seconds=29), [("C1", "2026-11-02")]) == []
+
+    later = T0 + timedelta(seconds=31)  # host-a died: its lease ran out, nothing was posted
+    (stale,) = store.expired_claims(later, [("C1", "2026-11-02"), ("C1", "2026-11-03")])
+    assert (stale.holder, stale.lease_until, stale.posted) == ("host-a:1", T0 + lease, False)
+    assert not store.holds_claim("C1", "2026-11-02", "host-a:1", later)
+    assert store.claim_digest("C1", "2026-11-02", "host-b:2", later, lease) is True  # the takeover
+    assert store.claim_digest("C1", "2026-11-02", "host-c:3", later, lease) is False  # once
+    assert store.release_digest_claim("C1", "2026-11-02", "host-a:1") is False  # no longer its claim
+    assert store.holds_claim("C1", "2026-11-02", "host-b:2", later)
+
+    store.mark_digest_posted("C1", "2026-11-02", "100.1", later)
+    posted = store.last_digest("C1")
+    assert posted is not None and (posted.posted_by, posted.holder, posted.lease_until) == ("host-b:2", None, None)
+    assert store.claim_digest("C1", "2026-11-02", "host-c:3", later + timedelta(days=1), lease) is False
+    assert store.expired_claims(later + timedelta(days=1), [("C1", "2026-11-02")]) == []
+    store.mark_digest_posted("C1", "2026-11-02", "999.9", later)  # a late second mark keeps the first
+    assert store.last_digest("C1").message_ts == "100.1"
+
+
+def test_a_renewed_lease_is_not_taken_over(store: Store) -> None:
+    lease = timedelta(seconds=30)
+    store.claim_digest("C1", "2026-11-02", "host-a:1", T0, lease)
+    store.claim_digest("C2", "2026-11-02", "host-b:2", T0, lease)
+    assert store.renew_claims("host-a:1", T0 + timedelta(seconds=25), lease) == 1  # only its own
+    later = T0 + timedelta(seconds=40)
+    assert store.claim_digest("C1", "2026-11-02", "host-z:9", later, lease) is False
+    assert store.claim_digest("C2", "2026-11-02", "host-z:9", later, lease) is True
+
+
+def test_expired_escalation_claims_of_open_episodes_only(store: Store) -> None:
+    opened = store.sync_episodes(ACCOUNT, [(ALICE, "alice"), (BOB, "bob")], T0).opened
+    for episode in opened:
+        store.claim_digest("CESC", f"{ESCALATION_PREFIX}{episode.id}:x", "host-a:1", T0, episode_id=episode.id)
+    store.close_episode(ALICE, T0 + timedelta(minutes=1))
+    stale = store.expired_claims(T0 + timedelta(hours=1), escalation_channel="CESC")
+    assert [c.episode_id for c in stale] == [next(e.id for e in opened if e.arn == BOB)]
+    assert store.expired_claims(T0 + timedelta(hours=1), escalation_channel="COTHER") == []
+
+
+def test_a_batch_notice_is_due_once_its_last_dm_is_done_and_goes_once(store: Store) -> None:
+    store.enqueue_nudges("b1", [("U0A", [ALICE]), ("U0B", [BOB])], "UADMIN", T0, response_url="https://r/1")
+    assert store.finished_batches(T0) == [] and store.claim_batch_notice("b1", "host-a:1", T0) is None
+    for outcome in ("sent", "skipped_cooldown"):
+        item = store.claim_pending_nudge("w", T0)
+        assert item is not None
+        store.complete_nudge(item.id, outcome, None, T0)
+    assert store.finished_batches(T0) == ["b1"]
+    claimed = store.claim_batch_notice("b1", "host-a:1", T0, timedelta(seconds=30))
+    assert claimed is not None
+    batch, counts = claimed
+    assert (batch.requested_by, batch.response_url, counts) == (
+        "UADMIN",
+        "https://r/1",
+        {"sent": 1, "skipped_cooldown": 1},
+    )
+    assert store.finished_batches(T0 + timedelta(seconds=10)) == []  # held
+    assert store.claim_batch_notice("b1", "host-b:2", T0 + timedelta(seconds=10)) is None
+    assert store.claim_batch_notice("b1", "host-b:2", T0 + timedelta(seconds=31)) is not None  # host-a died
+    store.finish_batch_notice("b1", T0 + timedelta(seconds=32))
+    assert store.finished_batches(T0 + timedelta(days=1)) == []
+    assert store.claim_batch_notice("b1", "host-c:3", T0 + timedelta(days=1)) is None
+
+
 def test_last_digest_and_digest_rows(store: Store) -> None:
     assert store.last_digest("C1") is None
     store.claim_digest("C1", "2026-11-02", "host-a:1", T0)
@@ -425,8 +494,12 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
     old, now = T0, T0 + timedelta(days=400)
     store.record_scan(ACCOUNT, old, old, {"violation": 1})
     store.record_scan(ACCOUNT, now, now, {"violation": 1})
-    store.sync_episodes(ACCOUNT, [(ALICE, "alice"), (BOB, "bob")], old)
+    opened = store.sync_episodes(ACCOUNT, [(ALICE, "alice"), (BOB, "bob")], old).opened
     store.sync_episodes(ACCOUNT, [(BOB, "bob")], old + timedelta(days=1))  # alice fixed long ago; bob still open
+    for episode in opened:  # both escalated long ago: bob's claim stays while his episode is open
+        key = f"{ESCALATION_PREFIX}{episode.id}:x"
+        store.claim_digest("C9", key, "host:1", old, episode_id=episode.id)
+        store.mark_digest_posted("C9", key, "9.1", old)
     store.grant_exemption(CAROL, ACCOUNT, "carol", "expired", old + timedelta(days=2), "UADMIN", old)
     store.grant_exemption(BOB, ACCOUNT, "bob", "current", now + timedelta(days=2), "UADMIN", old)
     store.record_nudge("U0BOB", [BOB], "UADMIN", old, "sent")
@@ -440,6 +513,11 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
     done = store.claim_pending_nudge("w", old)
     assert done is not None
     store.complete_nudge(done.id, "sent", None, old)
+    store.enqueue_nudges("finished", [("U0DAN", [CAROL])], "UADMIN", old, response_url="https://hooks/x")
+    item = next(i for i in store.pending_nudges() if i.batch_id == "finished")
+    store.complete_nudge(item.id, "sent", None, old)
+    assert store.claim_batch_notice("finished", "host:1", old) is not None
+    store.finish_batch_notice("finished", old)
     store.set_link(BOB, "U0BOB", "UADMIN", old)
     store.save_snapshot(OTHER_ACCOUNT, old, "{}", old)  # an account no longer audited
     store.save_snapshot(ACCOUNT, now, "{}", now)
@@ -452,9 +530,10 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
         "scans": 1,
         "episodes": 1,
         "exemptions": 1,
-        "nudges": 2,
-        "nudge_outbox": 1,
-        "digests": 1,
+        "nudges": 3,
+        "nudge_outbox": 2,
+        "nudge_batches": 1,
+        "digests": 2,
         "actions": 1,
         "account_snapshots": 1,
         "home_openers": 1,
@@ -464,8 +543,12 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
     assert list(store.active_exemptions(now)) == [BOB]
     assert store.nudge_count(BOB) == 1
     assert store.last_digest("C1") is None
+    bob_episode = next(e for e in opened if e.arn == BOB)
+    assert store.claim_digest("C9", f"{ESCALATION_PREFIX}{bob_episode.id}:x", "host:2", now) is False  # not twice
     assert [a.action for a in store.actions()] == ["link"]
     assert [i.slack_user_id for i in store.pending_nudges()] == ["U0CAROL"]
+    bob_episode = next(e for e in opened if e.arn == BOB)
+    assert store.claim_digest("C9", f"{ESCALATION_PREFIX}{bob_episode.id}:x", "host:2", now) is False  # not twice
     assert store.links() == {BOB: "U0BOB"}
     assert list(store.snapshot_times()) == [ACCOUNT]
     assert store.recent_home_openers(old - timedelta(days=1), 10) == ["U0BOB"]

@@ -90,3 +90,50 @@ def test_database_from_a_newer_bot_is_a_store_error(store_url: str) -> None:
         Store.open(store_url)
     assert "\n" not in str(caught.value)
     assert "fffffffff999" in str(caught.value)
+
+
+def test_claims_of_an_existing_database_become_leases(store_url: str) -> None:
+    """Upgraded from 0002: a posted digest stays posted; an unposted claim is an expired lease of its
+    claimant (another process may take it over); an escalation claim names its episode."""
+    migrate(store_url, "0002")
+    engine = create_store_engine(store_url)
+    try:
+        with write_transaction(engine) as conn:
+            rows = [
+                ("C1", "2026-11-01", "host-a:1", T0, T0),
+                ("C1", "2026-11-02", "host-a:1", T0, None),
+                ("CESC", "escalation:42:20261101T090000Z", "host-a:1", T0, T0),
+            ]
+            for channel, key, by, claimed, posted in rows:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO digests (channel, period_key, posted_by, claimed_at, posted_at) "
+                        "VALUES (:c, :k, :b, :at, :posted)"
+                    ),
+                    {"c": channel, "k": key, "b": by, "at": _stored(conn, claimed), "posted": _stored(conn, posted)},
+                )
+    finally:
+        engine.dispose()
+
+    with Store.open(store_url) as store:
+        later = T0.replace(hour=23)
+        (stale,) = store.expired_claims(later, [("C1", "2026-11-01"), ("C1", "2026-11-02")])
+        assert (stale.period_key, stale.holder, stale.lease_until) == ("2026-11-02", "host-a:1", T0)
+        assert store.claim_digest("C1", "2026-11-01", "host-b:2", later) is False  # posted: never again
+        assert store.claim_digest("C1", "2026-11-02", "host-b:2", later) is True  # taken over
+        assert store.claim_digest("CESC", "escalation:42:20261101T090000Z", "host-b:2", later) is False
+    engine = create_store_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            episode = conn.execute(sa.text("SELECT episode_id FROM digests WHERE channel = 'CESC'")).scalar()
+    finally:
+        engine.dispose()
+    assert episode == 42
+    assert _inspect(store_url)[2] == []
+
+
+def _stored(conn: sa.Connection, value: datetime | None) -> Any:
+    """A timestamp as the store keeps it (SQLite: naive UTC text)."""
+    if value is None or conn.dialect.name != "sqlite":
+        return value
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"

@@ -13,15 +13,17 @@ from bot.store.records import (
     Episode,
     EpisodeChanges,
     Nudge,
+    NudgeBatch,
     NudgeClaim,
     OutboxItem,
     Scan,
     Snapshot,
     StoredExemption,
 )
-from bot.store.store import ESCALATION_PREFIX, NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
+from bot.store.store import CLAIM_LEASE, ESCALATION_PREFIX, NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
 
 __all__ = [
+    "CLAIM_LEASE",
     "ESCALATION_PREFIX",
     "NUDGE_OUTCOMES",
     "SCHEDULER",
@@ -31,6 +33,7 @@ __all__ = [
     "Episode",
     "EpisodeChanges",
     "Nudge",
+    "NudgeBatch",
     "NudgeClaim",
     "OutboxItem",
     "Scan",

@@ -133,6 +133,27 @@ class Digest:
     posted_at: datetime | None
     message_ts: str | None
     thread_ts: str | None
+    holder: str | None = None  # the process holding the lease (None once posted)
+    lease_until: datetime | None = None
+    episode_id: int | None = None  # an escalation claim's violation episode
+
+    @property
+    def posted(self) -> bool:
+        """Posted: the lease is over for good, nobody takes it over."""
+        return self.posted_at is not None
+
+
+@dataclass(frozen=True)
+class NudgeBatch:
+    """A "Nudge all" batch: who asked, where its "finished" notice goes, and whether it went."""
+
+    batch_id: str
+    requested_by: str
+    created_at: datetime
+    response_url: str | None
+    notice_holder: str | None
+    notice_lease_until: datetime | None
+    notified_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,26 @@ nudge_outbox = sa.Table(
     sa.Index(None, "completed_at", "id"),
 )
 
-# One row per (channel, period): the unique key is the exactly-once digest claim.
+# A "Nudge all" batch: where its "finished" notice goes (the admin's response_url, else their DM),
+# and that notice's own lease, so it goes once, from whichever process finishes the batch.
+nudge_batches = sa.Table(
+    "nudge_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    _ts("created_at"),
+    sa.Column("response_url", sa.Text, nullable=True),
+    sa.Column("notice_holder", sa.String(255), nullable=True),
+    _ts("notice_lease_until", nullable=True),
+    _ts("notified_at", nullable=True),
+    sa.Index(None, "notified_at"),
+)
+
+# One row per (channel, period): the unique key is the digest claim, held as a lease. `holder`
+# (a process, "host:pid") holds it until `lease_until` and renews it while it works; posting ends
+# it (posted_at set, holder and lease_until cleared). An expired, unposted claim may be taken
+# over by another process. `posted_by`: the process that claimed last (once posted, who posted).
+# Escalation claims name their violation episode (`episode_id`): they live as long as it is open.
 digests = sa.Table(
     "digests",
     metadata,
@@ -175,8 +194,12 @@ digests = sa.Table(
     _ts("posted_at", nullable=True),
     sa.Column("message_ts", sa.String(64), nullable=True),
     sa.Column("thread_ts", sa.String(64), nullable=True),
+    sa.Column("holder", sa.String(255), nullable=True),
+    _ts("lease_until", nullable=True),
+    sa.Column("episode_id", sa.Integer, nullable=True),
     sa.UniqueConstraint("channel", "period_key"),
     sa.Index(None, "channel", "posted_at"),
+    sa.Index(None, "episode_id"),
 )
 
 # For each digest, the message that lists a given ARN (so it can be chat.update'd in place).

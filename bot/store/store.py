@@ -8,6 +8,7 @@ locks, so they hold across processes on SQLite (WAL, busy timeout) and PostgreSQ
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from bot.store.records import (
     Episode,
     EpisodeChanges,
     Nudge,
+    NudgeBatch,
     NudgeClaim,
     OutboxItem,
     Scan,
@@ -44,6 +46,9 @@ SCHEDULER = "scheduler"  # `sent_by` / `requested_by` of nudges nobody clicked f
 # Period keys of claims in the digests table that are not digests (one escalation per violation
 # episode): `last_digest` never returns them.
 ESCALATION_PREFIX = "escalation:"
+CLAIM_LEASE = timedelta(minutes=5)  # how long a claim holds without a renewal (CLAIM_LEASE_SECONDS)
+
+logger = logging.getLogger(__name__)
 
 
 def process_identity() -> str:
@@ -503,9 +508,18 @@ class Store:
     # -- nudges: the outbox ("Nudge all" survives a restart) ---------------------------------
 
     def enqueue_nudges(
-        self, batch_id: str, items: Iterable[tuple[str, Sequence[str]]], requested_by: str, now: datetime
+        self,
+        batch_id: str,
+        items: Iterable[tuple[str, Sequence[str]]],
+        requested_by: str,
+        now: datetime,
+        response_url: str | None = None,
     ) -> int:
-        """Queue one DM per (slack_user_id, arns); idempotent per (batch_id, slack_user_id). Returns new items."""
+        """Queue one DM per (slack_user_id, arns); idempotent per (batch_id, slack_user_id). Returns new items.
+
+        The batch is kept too (who asked, `response_url` for its "finished" notice), in the same
+        transaction, so whichever process sends its last DM can tell the admin.
+        """
         now = _utc(now)
         rows: dict[str, dict[str, Any]] = {}
         for user, arns in items:  # the first item of a person wins
@@ -522,9 +536,62 @@ class Store:
         if not rows:
             return 0
         with self._write() as conn:
+            batch = _insert(conn, t.nudge_batches).values(
+                batch_id=batch_id, requested_by=requested_by, created_at=now, response_url=response_url
+            )
+            conn.execute(batch.on_conflict_do_nothing(index_elements=["batch_id"]))
             insert = _insert(conn, t.nudge_outbox).values(list(rows.values()))
             insert = insert.on_conflict_do_nothing(index_elements=["batch_id", "slack_user_id"])
             return len(conn.execute(insert.returning(t.nudge_outbox.c.id)).all())
+
+    def _batch_done(self) -> sa.ColumnElement[bool]:
+        """A batch whose notice is due: not sent, and no DM of it left in the outbox."""
+        o, b = t.nudge_outbox.c, t.nudge_batches.c
+        pending = sa.select(o.id).where(o.batch_id == b.batch_id, o.completed_at.is_(None))
+        return sa.and_(b.notified_at.is_(None), ~sa.exists(pending))
+
+    def finished_batches(self, now: datetime) -> list[str]:
+        """Batches whose last DM is done and whose notice nobody holds (a read: the worker's idle check)."""
+        b = t.nudge_batches.c
+        free = sa.or_(b.notice_lease_until.is_(None), b.notice_lease_until <= _utc(now))
+        with self._read() as conn:
+            return list(
+                conn.execute(sa.select(b.batch_id).where(self._batch_done(), free).order_by(b.created_at)).scalars()
+            )
+
+    def claim_batch_notice(
+        self, batch_id: str, holder: str, now: datetime, lease: timedelta = CLAIM_LEASE
+    ) -> tuple[NudgeBatch, dict[str, int]] | None:
+        """Lease the "finished" notice of a batch whose DMs are all done: (batch, outcome counts), or None.
+
+        None when a DM is still queued, the notice went, or another process holds it. A holder
+        that dies leaves the lease to expire; another process then sends the notice.
+        """
+        now = _utc(now)
+        b, o = t.nudge_batches.c, t.nudge_outbox.c
+        free = sa.or_(b.notice_lease_until.is_(None), b.notice_lease_until <= now)
+        with self._write() as conn:
+            row = conn.execute(
+                t.nudge_batches.update()
+                .where(b.batch_id == batch_id, self._batch_done(), free)
+                .values(notice_holder=holder, notice_lease_until=now + lease)
+                .returning(*t.nudge_batches.c)
+            ).first()
+            if row is None:
+                return None
+            counts = conn.execute(
+                sa.select(o.outcome, sa.func.count()).where(o.batch_id == batch_id).group_by(o.outcome)
+            ).all()
+        return NudgeBatch(**row._mapping), {outcome: n for outcome, n in counts if outcome}
+
+    def finish_batch_notice(self, batch_id: str, now: datetime) -> None:
+        """The notice went (or cannot go): never again; the response_url is forgotten."""
+        with self._write() as conn:
+            conn.execute(
+                t.nudge_batches.update()
+                .where(t.nudge_batches.c.batch_id == batch_id)
+                .values(notified_at=_utc(now), response_url=None, notice_holder=None, notice_lease_until=None)
+            )
 
     def pending_nudges(self, limit: int = 100) -> list[OutboxItem]:
         """Queued DMs not completed yet, oldest first (leased or not)."""
@@ -604,20 +671,99 @@ class Store:
 
     # -- digests -------------------------------------------------------------------------------
 
-    def claim_digest(self, channel: str, period_key: str, posted_by: str, now: datetime) -> bool:
-        """Claim the digest of (channel, period_key); exactly one caller ever wins (unique key)."""
-        with self._write() as conn:
-            insert = _insert(conn, t.digests).values(
-                channel=channel, period_key=period_key, posted_by=posted_by, claimed_at=_utc(now)
-            )
-            insert = insert.on_conflict_do_nothing(index_elements=["channel", "period_key"])
-            return conn.execute(insert.returning(t.digests.c.id)).first() is not None
+    def claim_digest(
+        self,
+        channel: str,
+        period_key: str,
+        holder: str,
+        now: datetime,
+        lease: timedelta = CLAIM_LEASE,
+        episode_id: int | None = None,
+    ) -> bool:
+        """Claim the digest of (channel, period_key) as a lease of `holder` until now + `lease`.
 
-    def release_digest_claim(self, channel: str, period_key: str, posted_by: str) -> bool:
+        Won when nobody claimed it yet, or when the claim is unposted and its lease expired (its
+        holder died): a takeover. Decided by the database in one statement (INSERT ... ON CONFLICT
+        DO UPDATE ... WHERE lease expired AND not posted, RETURNING), so across processes at most
+        one caller holds a claim at a time and a posted claim is never won again. `episode_id`
+        names the violation episode of an escalation claim (kept while it is open).
+        """
+        now = _utc(now)
+        d = t.digests.c
+        with self._write() as conn:
+            before = conn.execute(sa.select(d.holder).where(d.channel == channel, d.period_key == period_key)).first()
+            insert = _insert(conn, t.digests).values(
+                channel=channel,
+                period_key=period_key,
+                posted_by=holder,
+                claimed_at=now,
+                holder=holder,
+                lease_until=now + lease,
+                episode_id=episode_id,
+            )
+            insert = insert.on_conflict_do_update(
+                index_elements=["channel", "period_key"],
+                set_={"holder": holder, "posted_by": holder, "lease_until": now + lease},
+                where=sa.and_(d.posted_at.is_(None), sa.or_(d.lease_until.is_(None), d.lease_until <= now)),
+            )
+            won = conn.execute(insert.returning(d.id)).first() is not None
+        if won and before is not None:
+            logger.warning(
+                "took over the unposted claim %s %s: the lease of %s expired", channel, period_key, before.holder
+            )
+        return won
+
+    def renew_claims(self, holder: str, now: datetime, lease: timedelta = CLAIM_LEASE) -> int:
+        """Extend every unposted claim `holder` still holds to now + `lease` (a heartbeat); returns how many."""
+        d = t.digests.c
+        with self._write() as conn:
+            return conn.execute(
+                t.digests.update()
+                .where(d.holder == holder, d.posted_at.is_(None))
+                .values(lease_until=_utc(now) + lease)
+            ).rowcount
+
+    def holds_claim(self, channel: str, period_key: str, holder: str, now: datetime) -> bool:
+        """True while `holder`'s lease on (channel, period_key) is live and unposted (check before posting)."""
+        d = t.digests.c
+        query = sa.select(d.id).where(
+            d.channel == channel,
+            d.period_key == period_key,
+            d.holder == holder,
+            d.posted_at.is_(None),
+            d.lease_until > _utc(now),
+        )
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
+
+    def expired_claims(
+        self, now: datetime, digests: Iterable[tuple[str, str]] = (), escalation_channel: str | None = None
+    ) -> list[Digest]:
+        """Unposted claims whose lease expired (their holder died): to be taken over.
+
+        Of the (channel, period_key) pairs in `digests`, and the escalation claims in
+        `escalation_channel` whose violation episode is still open. A read: no write lock.
+        """
+        d = t.digests.c
+        wanted = [sa.and_(d.channel == channel, d.period_key == key) for channel, key in digests]
+        if escalation_channel:
+            open_ids = sa.select(t.episodes.c.id).where(t.episodes.c.fixed_at.is_(None))
+            wanted.append(sa.and_(d.channel == escalation_channel, d.episode_id.in_(open_ids)))
+        if not wanted:
+            return []
+        query = (
+            sa.select(t.digests)
+            .where(d.posted_at.is_(None), sa.or_(d.lease_until.is_(None), d.lease_until <= _utc(now)), sa.or_(*wanted))
+            .order_by(d.id)
+        )
+        with self._read() as conn:
+            return [Digest(**row._mapping) for row in conn.execute(query)]
+
+    def release_digest_claim(self, channel: str, period_key: str, holder: str) -> bool:
         """Undo a claim whose posting failed, so a retry can claim again.
 
-        Only the claimant (same `posted_by`) can release, and only while the digest is not
-        marked posted. False if there was no such claim.
+        Only its holder can release it, and only while it is not marked posted. False if there
+        was no such claim.
         """
         d = t.digests.c
         with self._write() as conn:
@@ -625,8 +771,8 @@ class Store:
                 t.digests.delete().where(
                     d.channel == channel,
                     d.period_key == period_key,
-                    d.posted_by == posted_by,
-                    d.message_ts.is_(None),
+                    d.holder == holder,
+                    d.posted_at.is_(None),
                 )
             )
             return result.rowcount > 0
@@ -634,16 +780,29 @@ class Store:
     def mark_digest_posted(
         self, channel: str, period_key: str, message_ts: str, now: datetime, thread_ts: str | None = None
     ) -> None:
-        """Record where the claimed digest went (its message and thread ts)."""
+        """Record where the claimed digest went (its message and thread ts); the lease ends.
+
+        Marks once: a claim already marked posted keeps its first message.
+        """
         d = t.digests.c
         with self._write() as conn:
             result = conn.execute(
                 t.digests.update()
-                .where(d.channel == channel, d.period_key == period_key)
-                .values(message_ts=message_ts, thread_ts=thread_ts, posted_at=_utc(now))
+                .where(d.channel == channel, d.period_key == period_key, d.posted_at.is_(None))
+                .values(
+                    message_ts=message_ts,
+                    thread_ts=thread_ts,
+                    posted_at=_utc(now),
+                    holder=None,
+                    lease_until=None,
+                )
             )
-            if result.rowcount == 0:
+            if result.rowcount:
+                return
+            found = conn.execute(sa.select(d.id).where(d.channel == channel, d.period_key == period_key)).first()
+            if found is None:
                 raise LookupError(f"no digest claimed for {channel} {period_key}")
+            logger.warning("the digest %s %s was already marked posted: kept the first", channel, period_key)
 
     def set_digest_rows(self, channel: str, period_key: str, rows: Mapping[str, str]) -> None:
         """Record, per ARN, the ts of the digest message that lists it (replacing earlier ones)."""
@@ -710,11 +869,18 @@ class Store:
 
     # -- retention -----------------------------------------------------------------------------
 
+    @staticmethod
+    def _not_open_escalation() -> sa.ColumnElement[bool]:
+        """A digests row that is not the escalation claim of an episode still open (those stay)."""
+        open_ids = sa.select(t.episodes.c.id).where(t.episodes.c.fixed_at.is_(None))
+        return sa.or_(t.digests.c.episode_id.is_(None), t.digests.c.episode_id.not_in(open_ids))
+
     def prune(self, older_than_days: int, now: datetime) -> dict[str, int]:
         """Delete history older than the cutoff; returns rows deleted per table.
 
         Goes: scans (by started_at), CLOSED episodes (by fixed_at), nudges (by at), finished
-        outbox items (by completed_at), digests with their rows (by claimed_at), audit-trail
+        outbox items (by completed_at), digests with their rows (by claimed_at; an escalation claim
+        only once its episode is closed, so an open violation is never escalated twice), audit-trail
         entries (by at), exemptions that ended (expired or revoked) before the cutoff, snapshots of
         accounts no longer audited (by saved_at) and App Home visits (by opened_at).
         Stays: open episodes, exemptions still in force or recently ended, links, pending
@@ -730,7 +896,8 @@ class Store:
             "exemptions": t.exemptions.delete().where(sa.or_(x.until < cutoff, x.revoked_at < cutoff)),
             "nudges": t.nudges.delete().where(t.nudges.c.at < cutoff),
             "nudge_outbox": t.nudge_outbox.delete().where(t.nudge_outbox.c.completed_at < cutoff),
-            "digests": t.digests.delete().where(t.digests.c.claimed_at < cutoff),
+            "nudge_batches": t.nudge_batches.delete().where(t.nudge_batches.c.notified_at < cutoff),
+            "digests": t.digests.delete().where(t.digests.c.claimed_at < cutoff, self._not_open_escalation()),
             "actions": t.actions.delete().where(t.actions.c.at < cutoff),
             "account_snapshots": t.account_snapshots.delete().where(t.account_snapshots.c.saved_at < cutoff),
             "home_openers": t.home_openers.delete().where(t.home_openers.c.opened_at < cutoff),
