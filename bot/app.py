@@ -45,6 +45,24 @@ SIGNATURE_VERIFIED = "mfa_bot_signature_verified"  # BoltRequest context key set
 RECENT_AUDIT_SECONDS = 300  # a nudge may use an audit this old (a re-check button corrects the rest)
 
 
+FAILED_TEXT = ":warning: Something went wrong; the error is in the bot's log."
+DATABASE_UNREACHABLE_TEXT = (
+    ":warning: The database is unreachable, so nothing was done. Try again in a few minutes; "
+    "the bot's log has the details."
+)
+
+
+def report_failure(exc: BaseException, what: str) -> str:
+    """Log a failed command or button (one line when the database is unreachable) and return what to tell the person."""
+    from bot.store.db import is_unreachable
+
+    if is_unreachable(exc):
+        logger.error("%s failed: the database is unreachable (%s)", what, type(exc).__name__)
+        return DATABASE_UNREACHABLE_TEXT
+    logger.exception("%s failed", what)
+    return FAILED_TEXT
+
+
 def utc_now() -> datetime:
     """The clock edge."""
     return datetime.now(UTC)

@@ -163,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config)
         if command == "digest":
             from bot.digest import post_digest_now
+            from bot.slack import check_tokens
 
+            config.require("SLACK_BOT_TOKEN", "DIGEST_CHANNEL")
+            check_tokens(config)
             return post_digest_now(config)
     except (ConfigError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -189,6 +189,17 @@ def _digest_cron(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def _database_url(env: Mapping[str, str]) -> str:
+    from bot.store.db import StoreError, parse_url
+
+    url = _str(env, "DATABASE_URL") or "sqlite:///mfa_bot.db"
+    try:
+        parse_url(url)  # no I/O: the shape only, so a typo is found before any network call
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+    return url
+
+
 def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Config:
     """Read and validate the configuration; environment variables win over `.env`."""
     env: dict[str, str] = {}
@@ -196,7 +207,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     env.update(os.environ if environ is None else environ)
 
-    database_url = _str(env, "DATABASE_URL") or "sqlite:///mfa_bot.db"
+    database_url = _database_url(env)
     slack_api_url = _str(env, "SLACK_API_URL") or DEFAULT_SLACK_API_URL
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"

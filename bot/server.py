@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltResponse
 from slack_bolt.request import BoltRequest
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
 from bot.app import SIGNATURE_VERIFIED, Services, SignatureCheck, build_services, create_app
 from bot.config import Config, ConfigError
-from bot.slack import make_web_client
+from bot.slack import check_tokens, make_web_client
 from bot.startup import log_startup
 
 if TYPE_CHECKING:
@@ -96,16 +95,6 @@ def check_config(config: Config) -> None:
     check_schedule(config)
 
 
-def check_token(client: WebClient) -> None:
-    """auth.test: a bad token becomes one ConfigError line (the token itself is never shown)."""
-    try:
-        client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack (auth.test: {exc.response.get('error')})") from None
-    except (SlackClientError, OSError) as exc:
-        raise ConfigError(f"Slack could not be reached at SLACK_API_URL ({type(exc).__name__})") from None
-
-
 def open_store(config: Config) -> Store:
     """Open (and migrate) the store at DATABASE_URL; a failure is one ConfigError line."""
     from bot.store import Store, StoreError
@@ -140,7 +129,7 @@ def serve(config: Config) -> int:
     """Run the bot until stopped; returns the exit code. Config problems raise ConfigError."""
     check_config(config)
     open_store(config).close()  # migrate and fail fast here, with one line, before serving
-    check_token(make_web_client(config))
+    check_tokens(config)
     log_startup(config)
     if config.socket_mode:
         return run_socket_mode(config, build_runtime(config))

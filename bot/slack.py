@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -25,7 +26,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
-from bot.config import Config
+from bot.config import Config, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,14 @@ logger = logging.getLogger(__name__)
 RESPONSE_URL_LOGGERS = (logging.getLogger("bot.slack.response_url"), logging.getLogger("slack_sdk.webhook"))
 for _quiet in RESPONSE_URL_LOGGERS:
     _quiet.setLevel(logging.INFO)
+# The token check reports its failure in one line of its own: slack_sdk's error line would be a second.
+PREFLIGHT_LOGGER = logging.getLogger("bot.slack.preflight")
+PREFLIGHT_LOGGER.setLevel(logging.CRITICAL)
 
 RATE_LIMIT_MAX_RETRIES = 50
 RATE_LIMIT_MAX_TOTAL_WAIT_SECONDS = 300.0
 WEB_API_TIMEOUT_SECONDS = 30
+PREFLIGHT_TIMEOUT_SECONDS = 5
 
 
 class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
@@ -126,6 +131,38 @@ def make_web_client(config: Config, token: str | None = None) -> WebClient:
         retry_handlers=retry_handlers(),
         logger=logging.getLogger("bot.slack.web"),
     )
+
+
+def check_tokens(config: Config) -> None:
+    """Ask Slack once, fast, whether the tokens work, before anything starts (serve, digest).
+
+    auth.test for SLACK_BOT_TOKEN; apps.connections.open for SLACK_APP_TOKEN (Socket Mode). No
+    retries and a short timeout: a refused token or an unreachable SLACK_API_URL is one
+    ConfigError line naming the variable, in seconds (the token itself is never shown).
+    """
+    client = WebClient(
+        token=config.slack_bot_token,
+        base_url=config.slack_api_url,
+        timeout=PREFLIGHT_TIMEOUT_SECONDS,
+        retry_handlers=[],
+        logger=PREFLIGHT_LOGGER,
+    )
+    checks: list[tuple[str, str, Callable[[], Any]]] = [("SLACK_BOT_TOKEN", "auth.test", client.auth_test)]
+    if config.slack_app_token:
+        app_token = config.slack_app_token
+        checks.append(
+            ("SLACK_APP_TOKEN", "apps.connections.open", lambda: client.apps_connections_open(app_token=app_token))
+        )
+    for variable, method, call in checks:
+        try:
+            call()
+        except SlackApiError as exc:
+            raise ConfigError(f"{variable} was refused by Slack ({method}: {exc.response.get('error')})") from None
+        except (SlackClientError, OSError) as exc:
+            reason = type(getattr(exc, "reason", None) or exc).__name__
+            raise ConfigError(
+                f"Slack could not be reached at SLACK_API_URL {config.slack_api_url} ({reason}, {method})"
+            ) from None
 
 
 Responder = Callable[..., WebhookResponse]

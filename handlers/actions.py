@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 from bot import messages
-from bot.app import Services
+from bot.app import Services, report_failure
 from bot.digest import SLACK_ERRORS, slack_error
 from bot.slack import Responder, make_responder
 
@@ -59,10 +59,10 @@ def _submit(context: dict, job: Job, body: dict, log: Any) -> None:
 def _run_logged(job: Job, services: Services, body: Mapping[str, Any]) -> None:
     try:
         job(services, body)
-    except Exception:
-        logger.exception("the %s button failed", job.__name__)
+    except Exception as exc:
+        text = report_failure(exc, f"the {job.__name__} button")
         try:
-            _tell(_responder(body, services), ":warning: Something went wrong; the error is in the bot's log.")
+            _tell(_responder(body, services), text)
         except Exception:
             logger.exception("could not tell the clicker that the button failed")
 

@@ -20,7 +20,7 @@ from slack_sdk.web import WebClient
 
 from bot import commands as grammar
 from bot import messages
-from bot.app import Services
+from bot.app import Services, report_failure
 from bot.identity import slack_user_exists, user_email
 from bot.models import AuditResult, UserFinding
 from bot.slack import Responder, make_responder
@@ -56,10 +56,10 @@ def _run_logged(
 ) -> None:
     try:
         run_command(services, client, payload, respond, asked_at)
-    except Exception:
-        logger.exception("/mfa-check failed")
+    except Exception as exc:
+        text = report_failure(exc, "/mfa-check")
         try:
-            _answer(respond, messages.text_message(":warning: Something went wrong; the error is in the bot's log."))
+            _answer(respond, messages.text_message(text))
         except Exception:
             logger.exception("could not tell the caller that /mfa-check failed")
 

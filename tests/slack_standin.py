@@ -333,7 +333,7 @@ class SlackStandIn:
         if api_method == "views.publish":
             return self._publish(payload)
         if api_method == "apps.connections.open":
-            return Reply(body={"ok": False, "error": "not_supported_by_standin"})
+            return Reply(body={"ok": True, "url": "wss://127.0.0.1:9/link/?ticket=standin"})
         return Reply(body={"ok": False, "error": "unknown_method"})
 
     def _publish(self, payload: dict[str, Any]) -> Reply:

@@ -520,3 +520,29 @@ def test_manifest_and_procfile() -> None:
     assert len(manifest["display_information"]["description"]) <= 140
     procfile = dict(line.split(": ", 1) for line in (root / "Procfile").read_text().splitlines() if line)
     assert procfile == {"release": "python -m bot migrate", "web": "python -m bot serve"}
+
+
+def test_an_unreachable_database_gives_503_health_and_commands_say_so(
+    served_app: ServedApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.store.db import create_store_engine
+
+    store = served_app.services.store
+    assert store is not None
+    healthy = get(served_app.url, "/healthz")
+    assert healthy.status == 200 and json.loads(healthy.body) == {"ok": True, "database": "ok"}
+    reachable_engine = store.engine
+    store.engine = create_store_engine("postgresql://mfa:pw@127.0.0.1:1/mfa")  # the database goes away
+    try:
+        health = get(served_app.url, "/healthz")
+        assert health.status == 503 and json.loads(health.body) == {"ok": False, "database": "unreachable"}
+        for text in ("exempt bob 30d waiting for a key", "unexempt bob", "link frank U0ALICE01"):
+            ack, url = served_app.command(text)
+            assert ack.status == 200
+            final = served_app.final(url)
+            assert "The database is unreachable" in final["text"], (text, final)
+    finally:
+        store.engine.dispose()
+        store.engine = reachable_engine
+    assert get(served_app.url, "/healthz").status == 200
+    assert "Something went wrong" not in caplog.text

@@ -145,3 +145,67 @@ def test_an_older_python_gets_one_line_and_exit_2(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == ["error: mfa-bot needs Python 3.11 or newer; this is Python 3.10"]
+
+
+GOOD_SLACK = {"SLACK_BOT_TOKEN": "xoxb-good-token", "DIGEST_CHANNEL": "C0DIGEST1"}
+
+
+def test_a_refused_token_is_one_line_naming_it_and_exit_2(tmp_path):
+    from tests.slack_standin import Reply, SlackStandIn
+
+    with SlackStandIn() as standin:
+        standin.reply("auth.test", Reply(body={"ok": False, "error": "invalid_auth"}))
+        env = {**GOOD_SLACK, "SLACK_BOT_TOKEN": "xoxb-wrong-SECRET", "SLACK_API_URL": standin.api_url}
+        done = run_bot("digest", env=env, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == ["error: SLACK_BOT_TOKEN was refused by Slack (auth.test: invalid_auth)"]
+        assert not standin.calls("chat.postMessage") and "SECRET" not in done.stdout + done.stderr
+
+        standin.reply("apps.connections.open", Reply(body={"ok": False, "error": "invalid_auth"}))
+        env = {**GOOD_SLACK, "SLACK_APP_TOKEN": "xapp-wrong-SECRET", "SLACK_API_URL": standin.api_url}
+        done = run_bot("serve", env=env, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            "error: SLACK_APP_TOKEN was refused by Slack (apps.connections.open: invalid_auth)"
+        ]
+        assert "SECRET" not in done.stdout + done.stderr
+
+
+def test_an_unreachable_slack_api_fails_in_seconds_with_one_line(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        for url in (f"http://127.0.0.1:{silent.getsockname()[1]}/api/", "http://127.0.0.1:1/api/"):
+            for command in ("digest", "serve"):
+                env = {**GOOD_SLACK, "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": url}
+                started = time.monotonic()
+                done = run_bot(command, env=env, cwd=tmp_path)
+                elapsed = time.monotonic() - started
+                assert done.returncode == 2, done.stderr
+                (line,) = done.stderr.splitlines()
+                assert line.startswith(f"error: Slack could not be reached at SLACK_API_URL {url} ("), line
+                assert elapsed < 15, (command, url, elapsed)
+
+
+@pytest.mark.parametrize(
+    "database_url", ["mysql://app:hunter2@db/mfa", "app:hunter2@db/mfa", "postgresql://a:b@db:x/y"]
+)
+def test_configuration_is_checked_before_any_network_call(tmp_path, database_url):
+    from tests.slack_standin import SlackStandIn
+
+    with SlackStandIn() as standin:
+        for command in ("serve", "digest"):
+            env = {
+                **GOOD_SLACK,
+                "SLACK_SIGNING_SECRET": "s",
+                "SLACK_API_URL": standin.api_url,
+                "DATABASE_URL": database_url,
+            }
+            done = run_bot(command, env=env, cwd=tmp_path)
+            assert done.returncode == 2, done.stderr
+            (line,) = done.stderr.splitlines()
+            assert line.startswith("error: DATABASE_URL") and "hunter2" not in line, line
+        assert not standin.requests  # Slack was never asked

@@ -102,3 +102,11 @@ def test_repr_shows_no_token_secret_or_password():
     assert "slack_bot_token='***'" in shown and "database_url='postgresql://app:***@db/mfa?sslpassword=***'" in shown
     assert "port=3000" in shown and "slack_app_token='***'" in shown
     assert "slack_signing_secret=None" in repr(load())
+
+
+@pytest.mark.parametrize("url", ["mysql://app:hunter2@db/mfa", "app:hunter2@db/mfa", "postgresql://app:hunter2@db:x/y"])
+def test_database_url_is_validated_with_the_rest_and_never_echoed(url):
+    with pytest.raises(ConfigError) as info:
+        load(DATABASE_URL=url)
+    assert str(info.value).startswith("DATABASE_URL") and "hunter2" not in str(info.value)
+    assert "\n" not in str(info.value)

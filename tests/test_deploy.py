@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from cfnlint.api import lint_all
 
@@ -62,24 +63,65 @@ def test_bot_policy_allows_assuming_the_role_and_listing_accounts():
     assert actions >= _actions_called_by_the_code()
 
 
+def _image() -> tuple[dict[str, str], str, list[str]]:
+    """What the Dockerfile gives the running container: its ENV, its last WORKDIR, its VOLUMEs."""
+    env: dict[str, str] = {}
+    workdir, volumes = "/", []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        instruction, _, rest = line.strip().partition(" ")
+        if instruction == "ENV":
+            env.update(pair.split("=", 1) for pair in rest.split())
+        elif instruction == "WORKDIR":
+            workdir = rest.strip()
+        elif instruction == "VOLUME":
+            volumes += json.loads(rest)
+    return env, workdir, volumes
+
+
 def test_the_container_image_holds_everything_the_bot_runs_from(tmp_path):
-    """Copy exactly what the Dockerfile copies and run the demo audit from that tree alone."""
+    """Copy exactly what the Dockerfile copies and run the demo audit from that tree alone, as the image runs it."""
     import shutil
     import subprocess
     import sys
 
     copied = re.findall(r"^COPY (\S+) ", (ROOT / "Dockerfile").read_text(), flags=re.M)
     assert "requirements.txt" in copied
+    app, data = tmp_path / "app", tmp_path / "data"
+    app.mkdir()
+    data.mkdir()
     for source in copied:
         path = ROOT / source
         if path.is_dir():
-            shutil.copytree(path, tmp_path / source, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(path, app / source, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy(path, tmp_path / source)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+            shutil.copy(path, app / source)
+    image_env, _, _ = _image()
+    assert image_env["PYTHONPATH"] == "/app"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true", "PYTHONPATH": str(app)}
     done = subprocess.run(
-        [sys.executable, "-m", "bot", "check", "--demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "bot", "check", "--demo"], cwd=data, env=env, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr  # the demo account has violations
     assert "VIOLATIONS (3)" in done.stdout
+
+
+@pytest.mark.parametrize("env_file", ["the .env.example defaults", "DATABASE_URL= (empty)", "no DATABASE_URL"])
+def test_the_container_keeps_its_store_in_the_data_volume(env_file):
+    """`docker run --env-file .env` (its values override the image's ENV) still writes the store to /data."""
+    import posixpath
+
+    from dotenv import dotenv_values
+    from sqlalchemy.engine import make_url
+
+    from bot.config import load_config
+
+    image_env, workdir, volumes = _image()
+    env = dict(image_env)
+    if env_file == "the .env.example defaults":
+        env.update({k: v for k, v in dotenv_values(ROOT / ".env.example").items() if v is not None})
+    elif env_file == "DATABASE_URL= (empty)":
+        env["DATABASE_URL"] = ""
+    database = make_url(load_config(env, dotenv_path=None).database_url).database or ""
+    store = posixpath.normpath(posixpath.join(workdir, database))
+    assert volumes == ["/data"] and store.startswith("/data/"), store

@@ -141,8 +141,8 @@ def _create_owner_only(path: str, url: str) -> None:
         raise store_error(url, exc) from None
 
 
-def create_store_engine(url: str) -> Engine:
-    """An Engine for DATABASE_URL (SQLite file or memory, or PostgreSQL); no I/O but creating a new SQLite file."""
+def parse_url(url: str) -> URL:
+    """DATABASE_URL parsed (``postgres://`` rewritten); StoreError (one line, masked) unless the store supports it."""
     url = normalize_url(url)
     try:
         parsed: URL = make_url(url)
@@ -150,6 +150,13 @@ def create_store_engine(url: str) -> Engine:
         raise StoreError(f"DATABASE_URL is not a database URL: {mask_url(url)}") from None
     if parsed.drivername not in _DRIVERS:
         raise StoreError(f"DATABASE_URL must be sqlite:///PATH or postgresql://..., got {mask_url(url)}")
+    return parsed
+
+
+def create_store_engine(url: str) -> Engine:
+    """An Engine for DATABASE_URL (SQLite file or memory, or PostgreSQL); no I/O but creating a new SQLite file."""
+    url = normalize_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
         if parsed.database in (None, "", ":memory:"):  # one shared connection: tests only
