@@ -275,7 +275,7 @@ class SlackFront:
             await self._refuse(send, 413, f"body over {MAX_BODY_BYTES} bytes", MAX_BODY_BYTES)
             return
         except TimeoutError:
-            await self._refuse(send, 408, f"body not received within {BODY_TIMEOUT_SECONDS:.0f} s", 0)
+            await self._refuse(send, 408, f"body not received within {BODY_TIMEOUT_SECONDS:g} s", 0)
             return
         except _Disconnected:
             return

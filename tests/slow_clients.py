@@ -45,26 +45,31 @@ class SlowClients:
         return self
 
     def still_open(self) -> int:
-        """How many of the connections the server has not closed (a closed one reads EOF or errors)."""
-        open_count = 0
+        """How many connections are still waiting: not answered and not closed (nothing to read yet)."""
+        waiting = 0
         for conn in self.sockets:
             conn.setblocking(False)
             try:
-                open_count += conn.recv(1, socket.MSG_PEEK) != b""
+                conn.recv(1, socket.MSG_PEEK)  # an answer, or b"" when closed
             except BlockingIOError:
-                open_count += 1
+                waiting += 1
             except OSError:
                 pass
             finally:
                 conn.setblocking(True)
-        return open_count
+        return waiting
+
+    def statuses(self) -> list[int]:
+        """The HTTP status each connection was answered with (0: closed without one)."""
+        return [status_of(conn) for conn in self.sockets]
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         for conn in self.sockets:
             conn.close()
 
 
-def _status_of(conn: socket.socket) -> int:
+def status_of(conn: socket.socket) -> int:
+    """The status code of the HTTP answer read from `conn` (0: closed without one)."""
     data = b""
     while b"\r\n" not in data:
         chunk = conn.recv(4096)
@@ -92,7 +97,7 @@ def big_body(url: str, size: int, piece: int = 64 * 1024, timeout: float = 30.0)
         except OSError:  # the server answered and closed before the body ended: what we want
             pass
         try:
-            status = _status_of(conn)
+            status = status_of(conn)
         except OSError:
             status = 0
         return HttpResult(status, b"", time.perf_counter() - started)
@@ -110,7 +115,7 @@ def declared_big_body(url: str, size: int, timeout: float = 30.0) -> HttpResult:
             b"Content-Length: %d\r\n\r\ntoken=" % size
         )
         try:
-            status = _status_of(conn)
+            status = status_of(conn)
         except OSError:
             status = 0
         return HttpResult(status, b"", time.perf_counter() - started)

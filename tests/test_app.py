@@ -342,6 +342,19 @@ def test_an_oversized_body_gets_413_at_once_without_being_read(
     assert len(_refusals(caplog)) == 2
 
 
+def test_a_body_that_does_not_arrive_in_time_gets_408(
+    served_app: ServedApp, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import server
+    from tests.slow_clients import SlowClients
+
+    monkeypatch.setattr(server, "BODY_TIMEOUT_SECONDS", 0.5)
+    with SlowClients(served_app.url, 3) as slow:
+        assert slow.statuses() == [408, 408, 408]
+    refusals = _refusals(caplog)
+    assert len(refusals) == 3 and all("(408): body not received within" in r.getMessage() for r in refusals)
+
+
 def test_debug_logs_never_contain_a_response_url(served_app: ServedApp, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     ack, url = served_app.command("")  # an audit: a placeholder, then the answer, both to response_url
