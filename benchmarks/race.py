@@ -1,4 +1,4 @@
-"""Race 20 processes for one digest claim (and one nudge window), 20 rounds, on SQLite and PostgreSQL.
+"""Race 20 processes for one digest claim, one nudge window and one takeover of an expired claim, 20 rounds.
 
     python -m benchmarks.race [--processes 20] [--runs 20] [--pg URL]
 
@@ -28,7 +28,7 @@ def _report(name: str, winners: dict[str, list[int]], seconds: float) -> bool:
     for kind, per_run in winners.items():
         exact = sum(1 for n in per_run if n == 1)
         ok = ok and exact == len(per_run)
-        print(f"{name:<10} {kind:<6} winners per run: {per_run}  -> {exact}/{len(per_run)} runs with exactly 1")
+        print(f"{name:<10} {kind:<8} winners per run: {per_run}  -> {exact}/{len(per_run)} runs with exactly 1")
     print(f"{name:<10} {seconds:.1f} s")
     return ok
 

@@ -27,7 +27,8 @@ Rows are updated in place later (nudged, fixed): the view the digest was rendere
 in the audit trail (action `digest_posted`, its JSON in `detail`) and each row's message ts in
 `Store.set_digest_rows`; `refresh_rows` re-renders the messages holding some ARNs from that
 view plus the store's current state and chat.updates them, in DIGEST_CHANNEL and in the account
-channels alike. Only the latest digest of each channel is kept up to date.
+channels alike; the overdue section's lines too (nudges so far, fixed), in whichever message
+holds that section. Only the latest digest of each channel is kept up to date.
 """
 
 from __future__ import annotations
@@ -741,9 +742,9 @@ def _refresh_channel(desk: Desk, channel: str, wanted: set[str]) -> int:
     updated = 0
     for part in messages.digest_parts(view):
         ts = digest.message_ts if part.index == 0 else next((rows[a] for a in part.arns if a in rows), None)
-        if ts is None or ts not in stale:
+        if ts is None or (ts not in stale and not wanted.intersection(part.overdue)):
             continue
-        states = row_states(desk, view, digest.claimed_at, part.arns)
+        states = row_states(desk, view, digest.claimed_at, part.arns + part.overdue)
         fresh: DigestPart = messages.digest_parts(view, states)[part.index]
         try:
             desk.slack.update(channel, ts, fresh.text, fresh.blocks)

@@ -720,21 +720,28 @@ class DigestPart:
     text: str
     blocks: list[Block]
     arns: tuple[str, ...]  # the rows this message lists
+    overdue: tuple[str, ...] = ()  # the overdue violations whose section (or a part of it) is in this message
+
+
+def _pack_groups(sizes: Sequence[int], limit: int = MAX_SECTION_CHARS) -> list[list[int]]:
+    """Line indexes grouped into as few sections as lines of these sizes need within `limit` characters."""
+    groups: list[list[int]] = []
+    size = 0
+    for index, length in enumerate(sizes):
+        if groups and size + 1 + length <= limit:
+            groups[-1].append(index)
+            size += 1 + length
+        else:
+            groups.append([index])
+            size = length
+    return groups
 
 
 def _pack_all(lines: Sequence[str], limit: int = MAX_SECTION_CHARS) -> list[SectionBlock]:
     """Lines packed into as few sections of at most `limit` characters as they need; none dropped."""
-    sections: list[list[str]] = []
-    size = 0
-    for line in lines:
-        line = truncate(line, MAX_LINE_CHARS)
-        if sections and size + 1 + len(line) <= limit:
-            sections[-1].append(line)
-            size += 1 + len(line)
-        else:
-            sections.append([line])
-            size = len(line)
-    return [SectionBlock(text=mrkdwn("\n".join(part))) for part in sections]
+    lines = [truncate(line, MAX_LINE_CHARS) for line in lines]
+    groups = _pack_groups([len(line) for line in lines], limit)
+    return [SectionBlock(text=mrkdwn("\n".join(lines[i] for i in group))) for group in groups]
 
 
 def _open_for(days: int | None) -> str:
@@ -776,12 +783,18 @@ def parse_nudge_all_value(value: str) -> tuple[str, ...] | None:
     return ids or None
 
 
-def overdue_line(row: OverdueRow) -> str:
-    """One overdue violation: who, the IAM user and account, days since the first nudge, nudges so far."""
+def overdue_line(row: OverdueRow, state: RowState | None = None) -> str:
+    """One overdue violation: who, the IAM user and account, days since the first nudge, nudges so far.
+
+    With its `state` now (the digest updated in place): the nudges sent since, or fixed and when.
+    """
     person = mention(row.slack_user_id) if row.slack_user_id else f"_{NO_PERSON}_"
+    where = f"{person} · {code(row.user_name)} in {escape(row.account)}"
+    if state is not None and state.fixed_at:
+        return truncate(f"• :white_check_mark: *fixed* at {state.fixed_at} · {where}", MAX_LINE_CHARS)
+    nudges = max(row.nudges, state.nudges if state is not None else 0)
     return truncate(
-        f"• {person} · {code(row.user_name)} in {escape(row.account)} · "
-        f"{_plural(row.days, 'day')} since the first nudge · {_plural(row.nudges, 'nudge')} so far",
+        f"• {where} · {_plural(row.days, 'day')} since the first nudge · {_plural(nudges, 'nudge')} so far",
         MAX_LINE_CHARS,
     )
 
@@ -790,9 +803,25 @@ def _overdue_title(count: int, after_days: int) -> str:
     return f"*:alarm_clock: Overdue ({count})*: still open {_plural(after_days, 'day')} or more after the first nudge"
 
 
-def overdue_blocks(rows: Sequence[OverdueRow], after_days: int) -> list[SectionBlock]:
-    """The digest's overdue section: a title line, then every row (packed, none dropped)."""
-    return _pack_all([_overdue_title(len(rows), after_days), *(overdue_line(r) for r in rows)])
+OVERDUE_LINE_GROWTH = 12  # characters an overdue line may gain once posted (more nudges): kept free
+
+
+def overdue_blocks(
+    rows: Sequence[OverdueRow], after_days: int, states: Mapping[str, RowState] | None = None
+) -> list[SectionBlock]:
+    """The digest's overdue section: a title line, then every row (packed, none dropped).
+
+    Which rows share a section depends on the rows alone, never on `states`, so the section
+    can be re-rendered in place (fixed, more nudges) with the same blocks.
+    """
+    title = _overdue_title(len(rows), after_days)
+    sizes = [len(title), *(len(overdue_line(r)) + OVERDUE_LINE_GROWTH for r in rows)]
+    states = states or {}
+    lines = [title, *(overdue_line(r, states.get(r.arn)) for r in rows)]
+    return [
+        SectionBlock(text=mrkdwn(truncate("\n".join(lines[i] for i in group), MAX_SECTION_CHARS)))
+        for group in _pack_groups(sizes)
+    ]
 
 
 ESCALATION_ROWS_PER_MESSAGE = 40  # 40 lines of at most 600 characters: at most 9 sections
@@ -874,15 +903,16 @@ def _digest_lead(view: DigestView) -> list[Block]:
     return blocks
 
 
-def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple[Block, str | None]]:
-    """Every block after the lead, in order, each with the ARN of the row it shows (if it is one)."""
-    flow: list[tuple[Block, str | None]] = []
+def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple[Block, str | None, bool]]:
+    """Every block after the lead, in order, each with the ARN of the row it shows (if it is one)
+    and whether it belongs to the overdue section."""
+    flow: list[tuple[Block, str | None, bool]] = []
     for account in view.failed:
         text = (
             f":rotating_light: *{escape(account.label)} could not be audited:* {escape(account.error or 'unknown')}\n"
             "Its result is *unknown*, not clean."
         )
-        flow.append((SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))), None))
+        flow.append((SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))), None, False))
     root_lines = []
     for account in view.accounts:
         if account.error:
@@ -891,12 +921,12 @@ def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple
         root_lines.append(f":warning: *{line}*" if account.root_off else f"• {line}")
     if root_lines:
         root_lines[0] = "*Root user MFA*\n" + root_lines[0]
-        flow += [(block, None) for block in _pack_all(root_lines)]
+        flow += [(block, None, False) for block in _pack_all(root_lines)]
     if view.overdue:
-        flow += [(block, None) for block in overdue_blocks(view.overdue, view.overdue_after_days)]
+        flow += [(block, None, True) for block in overdue_blocks(view.overdue, view.overdue_after_days, states)]
     if view.rows:
-        flow.append((SectionBlock(text=mrkdwn(f"*Violations ({len(view.rows)})*")), None))
-    flow += [(digest_row_block(row, states.get(row.arn, RowState())), row.arn) for row in view.rows]
+        flow.append((SectionBlock(text=mrkdwn(f"*Violations ({len(view.rows)})*")), None, False))
+    flow += [(digest_row_block(row, states.get(row.arn, RowState())), row.arn, False) for row in view.rows]
     return flow
 
 
@@ -937,18 +967,19 @@ def digest_parts(view: DigestView, states: Mapping[str, RowState] | None = None)
     for index, count in enumerate(layout):
         chunk = flow[start : start + count]
         start += count
-        blocks = [block for block, _ in chunk]
-        arns = tuple(arn for _, arn in chunk if arn is not None)
+        blocks = [block for block, _, _ in chunk]
+        arns = tuple(arn for _, arn, _ in chunk if arn is not None)
+        overdue = tuple(o.arn for o in view.overdue) if any(section for _, _, section in chunk) else ()
         if index == 0:
             blocks = _digest_lead(view) + blocks
             if len(layout) > 1:
-                rest = sum(1 for _, arn in flow[count:] if arn is not None)
+                rest = sum(1 for _, arn, _ in flow[count:] if arn is not None)
                 note = f":thread: Continued in the thread: {_plural(rest, 'more row')}."
                 blocks.append(ContextBlock(elements=[mrkdwn(note)]))
             text = _digest_text(view)
         else:
             text = truncate(f"{view.title} (continued, {index + 1}/{len(layout)})", MAX_FALLBACK_CHARS)
-        parts.append(DigestPart(index=index, text=text, blocks=blocks, arns=arns))
+        parts.append(DigestPart(index=index, text=text, blocks=blocks, arns=arns, overdue=overdue))
     return parts
 
 

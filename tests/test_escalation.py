@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot import messages
-from bot.digest import Desk, build_view, post_manual_digest, post_scheduled_digest
+from bot.digest import Desk, build_view, post_manual_digest, post_scheduled_digest, refresh_rows
 from bot.escalation import Overdue, escalation_key, select_overdue
 from bot.messages import OverdueRow
 from bot.nudges import Nudger
@@ -89,6 +89,18 @@ def test_the_overdue_section_names_who_where_how_long_and_how_many_nudges() -> N
     assert build_view(result(account([])), {}, NOW, "UTC", overdue=overdue).overdue == ()
 
 
+def test_the_overdue_section_updates_in_place_with_the_same_layout() -> None:
+    rows = [OverdueRow(arn(f"u{i}"), ACCOUNT, "acme " * 60, f"u{i}" * 30, f"U{i:08d}", 8, 9) for i in range(30)]
+    posted = messages.overdue_blocks(rows, 7)
+    states = {r.arn: messages.RowState(nudges=100) for r in rows}  # more nudges since: longer lines
+    states[arn("u3")] = messages.RowState(nudges=12, fixed_at="10:02")
+    now = messages.overdue_blocks(rows, 7, states)
+    assert len(now) == len(posted) and all(len(b.text.text) <= 3000 for b in now)
+    text = "\n".join(b.text.text for b in now)
+    assert "9 nudges so far" not in text and text.count("100 nudges so far") == 29
+    assert f"• :white_check_mark: *fixed* at 10:02 · <@U00000003> · `{'u3' * 30}` in" in text
+
+
 def test_escalation_messages_stay_within_slack_limits_and_list_each_row_once() -> None:
     rows = [OverdueRow(arn(f"u{i}"), ACCOUNT, "acme", f"u{i}" * 20, f"U{i:08d}", 8, 2) for i in range(101)]
     parts = messages.escalation_parts(rows, 7, "2026-11-27")
@@ -151,6 +163,12 @@ def test_a_violation_nudged_long_ago_is_overdue_in_the_digest_and_escalated_once
     assert len(posts(standin, ESCALATIONS)) == 1 and len(store.actions(action="escalated")) == 1
     assert store.last_digest(ESCALATIONS) is None  # an escalation is not a digest
 
+    assert store.close_episode(bob.arn, clock()) is not None  # bob fixes it: his overdue line says so, in place
+    assert refresh_rows(desk, [bob.arn]) == 1
+    updated = text_of(standin.calls("chat.update")[-1])
+    assert f"• :white_check_mark: *fixed* at {desk.hhmm(clock())} · <@U0BOB0001> · `bob`" in updated
+    assert "9 days since the first nudge" not in updated and "*:alarm_clock: Overdue (1)*" in updated
+
 
 def test_an_escalation_that_cannot_be_posted_is_given_back_and_posted_by_the_next_digest(
     store: Store, standin: SlackStandIn
@@ -173,3 +191,23 @@ def test_an_escalation_that_cannot_be_posted_is_given_back_and_posted_by_the_nex
     retried = post_manual_digest(desk, ADMIN)
     assert retried.escalated == 1 and len(posts(standin, ESCALATIONS)) == 2  # refused once, then posted
     assert [a.outcome for a in store.actions(action="escalated")] == ["ok", "failed"]
+
+
+def test_an_overdue_line_in_the_top_message_updates_when_its_row_is_in_the_thread(
+    store: Store, standin: SlackStandIn
+) -> None:
+    clock = Clock()
+    late = violator("zz-bob", tags={"slack-user-id": "U0BOB0001"})  # sorts last: its row goes in the thread
+    everyone = [violator(f"u{i:03d}") for i in range(60)] + [late]
+    desk = make_desk(store, standin, lambda: result(account(everyone)), clock=clock)
+    post_manual_digest(desk, ADMIN)  # opens the episodes
+    store.record_nudge("U0BOB0001", [late.arn], ADMIN, clock(), "sent")
+    clock.advance(days=8)
+    digest = post_manual_digest(desk, ADMIN)
+    assert digest.ok and digest.messages > 1
+    assert store.digest_rows(CHANNEL, digest.period_key)[late.arn] != digest.message_ts
+
+    store.close_episode(late.arn, clock())
+    assert refresh_rows(desk, [late.arn]) == 2  # its row in the thread, its overdue line in the top message
+    (top,) = [u for u in standin.calls("chat.update") if u.payload["ts"] == digest.message_ts]
+    assert "• :white_check_mark: *fixed* at" in text_of(top) and "`zz-bob`" in text_of(top)

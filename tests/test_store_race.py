@@ -1,4 +1,5 @@
-"""Claims raced by separate PROCESSES (spawn), on SQLite and PostgreSQL: exactly one winner.
+"""Claims raced by separate PROCESSES (spawn), on SQLite and PostgreSQL: exactly one winner, also of
+the takeover of a claim whose lease expired.
 
 `run_race` is also what benchmarks/race.py runs (20 processes x 20 rounds). The workers open
 the store on a fresh database at the same time, so concurrent first-start migrations are
@@ -13,7 +14,7 @@ import traceback
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.store import Store
+from bot.store import CLAIM_LEASE, Store
 
 PROCESSES = 20
 ROUNDS = 5  # in the test suite; benchmarks/race.py runs 20
@@ -21,6 +22,7 @@ CHANNEL = "CRACE"
 PERSON = "URACE"
 COOLDOWN = timedelta(hours=24)
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+LATER = T0 + CLAIM_LEASE + timedelta(seconds=1)  # every claim made at T0 has expired
 TIMEOUT_S = 120.0
 
 
@@ -37,6 +39,12 @@ def _worker(url: str, index: int, rounds: int, start: Any, results: Any) -> None
             now = T0 + r * 2 * COOLDOWN
             start.wait()
             results.put(("nudge", r, store.claim_nudge_window(PERSON, COOLDOWN, now, f"worker-{index}").won))
+        for r in range(rounds):
+            # A claim whose holder died (never posted, lease expired): every worker tries to take it over.
+            start.wait()
+            store.claim_digest(CHANNEL, f"takeover-{r}", f"worker-{index}", T0)
+            start.wait()
+            results.put(("takeover", r, store.claim_digest(CHANNEL, f"takeover-{r}", f"worker-{index}", LATER)))
         store.close()
     except BaseException:
         results.put(("error", index, traceback.format_exc()))
@@ -46,7 +54,7 @@ def _worker(url: str, index: int, rounds: int, start: Any, results: Any) -> None
 def run_race(url: str, processes: int = PROCESSES, rounds: int = ROUNDS) -> dict[str, list[int]]:
     """Race `processes` spawned processes for `rounds` digest claims and nudge windows on `url`.
 
-    Returns the number of winners per round: {"digest": [...], "nudge": [...]}.
+    Returns the number of winners per round: {"digest": [...], "nudge": [...], "takeover": [...]}.
     """
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(processes, timeout=TIMEOUT_S)
@@ -54,9 +62,9 @@ def run_race(url: str, processes: int = PROCESSES, rounds: int = ROUNDS) -> dict
     workers = [ctx.Process(target=_worker, args=(url, i, rounds, start, results)) for i in range(processes)]
     for worker in workers:
         worker.start()
-    winners = {"digest": [0] * rounds, "nudge": [0] * rounds}
+    winners = {"digest": [0] * rounds, "nudge": [0] * rounds, "takeover": [0] * rounds}
     try:
-        for _ in range(2 * rounds * processes):
+        for _ in range(len(winners) * rounds * processes):
             kind, round_or_index, outcome = results.get(timeout=TIMEOUT_S)
             if kind == "error":
                 raise RuntimeError(f"race worker {round_or_index} failed:\n{outcome}")
@@ -74,4 +82,4 @@ def run_race(url: str, processes: int = PROCESSES, rounds: int = ROUNDS) -> dict
 def test_one_winner_per_digest_period_and_nudge_window(store_url: str) -> None:
     winners = run_race(store_url)
 
-    assert winners == {"digest": [1] * ROUNDS, "nudge": [1] * ROUNDS}
+    assert winners == {"digest": [1] * ROUNDS, "nudge": [1] * ROUNDS, "takeover": [1] * ROUNDS}
