@@ -136,6 +136,33 @@ def test_an_admin_sees_every_account_and_the_buttons(home_app: ServedApp) -> Non
     assert {b["action_id"] for b in buttons(view)} >= {HOME_AUDIT_ACTION, HOME_DIGEST_ACTION}
 
 
+def test_an_account_that_could_not_be_read_keeps_its_last_findings_and_shows_the_error(
+    home_app: ServedApp, iam_proxy: IamProxy
+) -> None:
+    home_app.services.audit()
+    iam_proxy.fail("GetCredentialReport", "AccessDenied", status=403)
+    failed = home_app.services.audit()
+    assert failed.accounts[0].error
+
+    admin = text_of(open_home(home_app, ADMIN))
+    bob = text_of(open_home(home_app, BOB))
+
+    assert ":rotating_light: *acme-demo (123456789012)*: the latest audit at " in admin
+    assert "*failed*: AccessDenied" in admin and "last good audit" in admin and "3 violations" in admin
+    assert "*`bob`* in acme-demo (123456789012): :x:" in bob  # still shown from the last good audit
+
+
+def test_another_process_shows_the_same_home_from_the_store(home_app: ServedApp, iam_proxy: IamProxy) -> None:
+    home_app.services.audit()  # recorded by this process
+    iam_proxy.reset_counts()
+
+    with served_production(home_app.config, home_app.standin) as restarted:  # a second process on the same store
+        view = open_home(restarted, BOB)
+
+    assert "*`bob`* in acme-demo (123456789012): :x:" in text_of(view)
+    assert iam_proxy.total_calls == 0
+
+
 def test_homes_opened_lately_are_published_again_after_each_audit(home_app: ServedApp) -> None:
     home_app.services.audit()
     open_home(home_app, BOB)
