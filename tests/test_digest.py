@@ -261,3 +261,25 @@ def test_a_claim_left_by_a_dead_process_is_taken_over_after_its_lease_and_posted
     assert isinstance(taken, DigestOutcome) and taken.ok and taken.period_key == key
     assert resume_expired(desk, NOW) is None and len(standin.calls("chat.postMessage")) == 1
     assert store.last_digest(CHANNEL).posted_by == process_identity()
+
+
+def test_an_account_channel_digest_left_by_a_dead_process_is_taken_over_alone(
+    store: Store, standin: SlackStandIn
+) -> None:
+    clock = Clock()
+    routed = "C0ACCOUNT"
+    desk = make_desk(
+        store, standin, demo_result, clock=clock, claim_lease_seconds=60, account_channels={ACCOUNT: routed}
+    )
+    key = scheduled_period_key(NOW, "UTC")
+    assert store.claim_digest(routed, key, "dead-host:1", clock(), desk.lease)  # then that process died
+    first = post_scheduled_digest(desk, NOW)
+    assert first.ok and first.accounts == ()  # DIGEST_CHANNEL posted; the account channel is held by the dead
+    clock.advance(seconds=61)
+    taken = resume_expired(desk, NOW)
+    assert isinstance(taken, DigestOutcome) and not taken.posted  # DIGEST_CHANNEL: already posted
+    (account,) = taken.accounts
+    assert account.posted and account.channel == routed
+    assert resume_expired(desk, NOW) is None
+    channels = [r.payload["channel"] for r in standin.calls("chat.postMessage")]
+    assert sorted(channels) == sorted([CHANNEL, routed])  # each exactly once
