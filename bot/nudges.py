@@ -2,9 +2,10 @@
 
 One DM per person covers all their violating IAM users across accounts (one re-check button per
 IAM user). Every attempt claims the person's cooldown window in the store first
-(`claim_nudge_window`, decided by the database, so every process honours it), then opens the
-DM and posts it, paced at Slack's documented rates (`bot.pacing`); a 429 is waited out by the
-client's retry handler. The outcome is always recorded, whatever shape Slack's failure takes, in
+(`claim_nudge_window`, decided by the database, so every process honours it), then posts the DM
+(chat.postMessage with the user ID as channel), paced per channel and by an adaptive
+workspace-wide rate (`bot.pacing`); a 429 is waited out by the client's retry handler. The
+outcome is always recorded, whatever shape Slack's failure takes, in
 the nudge log and the audit trail: `sent`, `skipped_cooldown`, `failed` (Slack surely did not post:
 the window is given back) or `unknown` (the DM may have gone - a timeout, a dropped connection, an
 unreadable answer: the window stays claimed, so at most one DM per window, and the digest row says
@@ -178,19 +179,12 @@ class Nudger:
             return self._finish(result, requested_by, item)
         message = messages.nudge_dm(person, targets_from_arns(arns), desk.aliases, requested_by)
         try:
-            channel = desk.slack.open_dm(person)
-        except Exception as exc:  # no DM was posted, whatever went wrong: give the window back
-            store.release_nudge_window(claim)
-            result = NudgeResult("failed", person, arns, error=describe_failure(exc))
-            logger.warning("a nudge DM could not be sent (conversations.open): %s", result.error)
-            return self._finish(result, requested_by, item)
-        try:
-            channel, ts = desk.slack.post(channel, message.text, message.blocks)
+            channel, ts = desk.slack.dm(person, message.text, message.blocks)
         except Exception as exc:  # every failure is recorded, whatever its shape
             outcome = post_outcome(exc)
             if outcome == "failed":
                 store.release_nudge_window(claim)
-            result = NudgeResult(outcome, person, arns, error=describe_failure(exc), channel=channel)
+            result = NudgeResult(outcome, person, arns, error=describe_failure(exc))
             logger.warning("a nudge DM %s: %s", "could not be sent" if outcome == "failed" else UNKNOWN, result.error)
             return self._finish(result, requested_by, item)
         return self._finish(NudgeResult("sent", person, arns, channel=channel, ts=ts), requested_by, item)
@@ -326,8 +320,7 @@ class Nudger:
         desk.record(requested_by, "nudge_all", None, f"{batch_id}: {queued} of {len(by_person)} people queued")
         self.wake()
         users = sum(len(v) for v in by_person.values())
-        rate = desk.slack.rates.get("conversations.open")
-        seconds = 1.0 / rate.per_second if rate else 1.0
+        seconds = 1.0 / desk.slack.rates["chat.postMessage"].per_second  # where the adaptive rate starts
         text = messages.nudge_all_queued_text(queued, users, no_person, seconds)
         if by_person and not queued:
             text = "This Nudge all was already queued a moment ago: nothing more was queued."

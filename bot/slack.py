@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,8 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
 
     slack_sdk's handler counts retries only; this one also bounds the total time one call
     may spend waiting, so a persistent limit ends in an error the caller records, not a hang.
+    `listeners` (weak references to callables taking the method name and the wait) hear of
+    every 429 before the wait, so a pacer (`bot.pacing`) can hold its other callers back.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         super().__init__(max_retry_count=max_retry_count)
         self.max_total_wait = max_total_wait
         self.sleep = sleep
+        self.listeners: list[weakref.ReferenceType[Callable[[str, float], None]]] = []
 
     @staticmethod
     def retry_after(response: HttpResponse) -> float:
@@ -101,7 +105,11 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         if state.custom_values is None:
             state.custom_values = {}
         state.custom_values["rate_limit_waited"] = state.custom_values.get("rate_limit_waited", 0.0) + duration
-        logger.info("Slack rate limit (429) on %s: waiting %.1f s", _method_of(request.url), duration)
+        method = _method_of(request.url)
+        logger.info("Slack rate limit (429) on %s: waiting %.1f s", method, duration)
+        callbacks = [c for c in (ref() for ref in self.listeners) if c is not None]
+        for callback in callbacks:
+            callback(method, duration)
         state.next_attempt_requested = True
         self.sleep(duration)
         state.increment_current_attempt()

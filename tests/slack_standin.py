@@ -5,9 +5,13 @@ Point `SLACK_API_URL` at `standin.api_url`; give slash commands `standin.respons
 Every request is recorded (method, path, headers, raw body, parsed payload). Answers are
 programmable per API method: queue replies with `reply(...)`, or rate-limit with
 `rate_limit(method, retry_after, times)` (HTTP 429 + Retry-After). `emulate_rate_limit(method,
-per_second, burst)` answers like Slack's limiter: a token bucket per method, and a 429 with the
-seconds until the next token as Retry-After when it is empty (`rate_limited` counts them).
-Without a programmed reply, a built-in Slack-like answer is given for the methods the bot uses.
+per_second, burst)` answers like Slack's limiter: a token bucket per method (or per channel with
+`per_channel=True`), and a 429 with the seconds until the next token as Retry-After when it is
+empty (`rate_limited` counts them). `emulate_workspace_cap(method, per_minute)` adds the
+workspace-wide cap Slack does not publish (the bot is never told it). `latency` delays every
+Web API answer, like a real network. Without a programmed reply, a built-in Slack-like answer is
+given for the methods the bot uses; like Slack, `chat.postMessage` to a user ID posts to the DM
+and answers with the DM channel's ID, and `chat.update` needs a channel ID (not a user ID).
 A reply may be delayed (`Reply(delay=...)`) so the client times out after Slack has the request,
 or carry a raw body (`Reply(body=b"{x")`) that is not the JSON Slack sends.
 """
@@ -100,14 +104,45 @@ class TokenBucket:
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
 
-    def take(self, now: float) -> float:
-        """0 when a call may go now (a token taken), else the seconds until the next token."""
+    def wait(self, now: float) -> float:
+        """0 when a call may go now, else the seconds until the next token (nothing taken)."""
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.per_second)
         self.updated = now
-        if self.tokens >= 1.0:
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.per_second
+
+    def take(self, now: float) -> float:
+        """0 when a call may go now (a token taken), else the seconds until the next token."""
+        wait = self.wait(now)
+        if not wait:
             self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.per_second
+        return wait
+
+
+@dataclass
+class Limit:
+    """An emulated limit of one method: one bucket, or one per channel."""
+
+    per_second: float
+    burst: int
+    integer_retry_after: bool
+    per_channel: bool = False
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def bucket(self, channel: str) -> TokenBucket:
+        key = channel if self.per_channel else ""
+        if key not in self.buckets:
+            self.buckets[key] = TokenBucket(self.per_second, self.burst, self.integer_retry_after)
+        return self.buckets[key]
+
+
+def is_user_id(channel: str) -> bool:
+    """A user ID (U… or W…) given where a channel goes."""
+    return channel[:1] in {"U", "W"}
+
+
+def dm_channel_of(user_id: str) -> str:
+    """The ID of the app's DM with `user_id` (stable, like Slack's)."""
+    return "D" + user_id[1:]
 
 
 # Slack's Block Kit limits the stand-in enforces on views.publish (a home view).
@@ -163,7 +198,8 @@ class SlackStandIn:
         self.uploads: dict[str, bytes] = {}
         self.home_views: dict[str, dict[str, Any]] = {}  # user id -> the last home view published for them
         self._replies: dict[str, deque[Reply]] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._limits: dict[str, list[Limit]] = {}
+        self.latency = 0.0  # seconds added to every Web API answer
         self._stalls: list[tuple[str, str | None]] = []  # (api_method, channel or None for any)
         self._unstall = threading.Event()
         self._noise: dict[str, tuple[float, random.Random, float]] = {}
@@ -215,11 +251,23 @@ class SlackStandIn:
         self.reply(api_method, *[Reply(429, body, {"Retry-After": str(retry_after)}) for _ in range(times)])
 
     def emulate_rate_limit(
-        self, api_method: str, per_second: float, burst: int = 1, integer_retry_after: bool = True
+        self,
+        api_method: str,
+        per_second: float,
+        burst: int = 1,
+        integer_retry_after: bool = True,
+        per_channel: bool = False,
     ) -> None:
-        """Limit `api_method` like Slack: a token bucket; an empty one answers 429 + Retry-After."""
+        """Limit `api_method` like Slack: a token bucket (per channel, or per workspace); an empty
+        one answers 429 + Retry-After. Several limits on one method all apply."""
         with self._cond:
-            self._buckets[api_method] = TokenBucket(per_second, burst, integer_retry_after)
+            limit = Limit(per_second, burst, integer_retry_after, per_channel)
+            self._limits.setdefault(api_method, []).append(limit)
+
+    def emulate_workspace_cap(self, api_method: str, per_minute: float, burst: int | None = None) -> None:
+        """Slack's unpublished workspace-wide cap on `api_method`: `per_minute`, bursts of about a second's worth."""
+        per_second = per_minute / 60
+        self.emulate_rate_limit(api_method, per_second, burst or max(1, round(per_second)))
 
     def inject_429s(self, api_method: str, probability: float, retry_after: float = 1.0, seed: int = 7) -> None:
         """Also answer a random share of `api_method` calls with 429 + Retry-After, as a busy workspace might."""
@@ -317,11 +365,18 @@ class SlackStandIn:
                 return Reply(body={"ok": False, "error": "no_such_subteam"})
             return Reply(body={"ok": True, "users": group["users"]})
         if api_method == "conversations.open":
-            return Reply(body={"ok": True, "channel": {"id": "D" + str(payload.get("users", "X")).split(",")[0][1:]}})
+            return Reply(
+                body={"ok": True, "channel": {"id": dm_channel_of(str(payload.get("users", "X")).split(",")[0])}}
+            )
         if api_method in {"chat.postMessage", "chat.postEphemeral"}:
             ts = f"{int(time.time())}.{next(self._ts):06d}"  # unique, like Slack's
-            return Reply(body={"ok": True, "channel": payload.get("channel"), "ts": ts})
+            channel = str(payload.get("channel") or "")
+            if api_method == "chat.postMessage" and is_user_id(channel):
+                channel = dm_channel_of(channel)  # the app's DM with that person
+            return Reply(body={"ok": True, "channel": channel, "ts": ts})
         if api_method == "chat.update":
+            if is_user_id(str(payload.get("channel") or "")):
+                return Reply(body={"ok": False, "error": "channel_not_found"})
             return Reply(body={"ok": True, "channel": payload.get("channel"), "ts": payload.get("ts")})
         if api_method == "files.getUploadURLExternal":
             file_id = f"F{next(self._ids):08d}"
@@ -349,16 +404,23 @@ class SlackStandIn:
             self.home_views[str(payload["user_id"])] = view
         return Reply(body={"ok": True, "view": {"id": f"V{next(self._ids):08d}", **view}})
 
-    def _limited(self, api_method: str) -> Reply | None:
-        """A 429 when the emulated limiter (or the injected noise) says so; caller holds the lock."""
+    def _limited(self, api_method: str, payload: dict[str, Any]) -> Reply | None:
+        """A 429 when an emulated limit (or the injected noise) says so; caller holds the lock."""
         wait = 0.0
         noise = self._noise.get(api_method)
         if noise is not None and noise[1].random() < noise[0]:
             wait = noise[2]
-        bucket = self._buckets.get(api_method)
-        if not wait and bucket is not None:
-            wait = bucket.take(time.monotonic())
-            if wait and bucket.integer_retry_after:
+        limits = self._limits.get(api_method, [])
+        if not wait and limits:
+            now = time.monotonic()
+            channel = str(payload.get("channel") or "")
+            buckets = [limit.bucket(channel) for limit in limits]
+            waits = [(bucket.wait(now), bucket.integer_retry_after) for bucket in buckets]
+            wait, whole = max(waits)
+            if not wait:
+                for bucket in buckets:  # a call goes only when every limit allows it, and counts against each
+                    bucket.take(now)
+            elif whole:
                 wait = float(max(1, math.ceil(wait)))
         if not wait:
             return None
@@ -368,12 +430,14 @@ class SlackStandIn:
 
     def _answer(self, record: Recorded) -> Reply:
         key = record.api_method or record.path
+        if record.api_method is not None and self.latency:
+            time.sleep(self.latency)
         with self._cond:
             queue = self._replies.get(key)
             if queue:
                 return queue.popleft()
             if record.api_method is not None:
-                limited = self._limited(record.api_method)
+                limited = self._limited(record.api_method, record.payload)
                 if limited is not None:
                     return limited
         if record.api_method is not None:

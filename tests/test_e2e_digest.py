@@ -93,7 +93,7 @@ def test_digest_nudge_refusal_cooldown_fix_and_recheck_end_to_end(moto_url: str,
         # 2. an admin clicks Nudge on bob's row: bob gets his steps, the row says who nudged
         sent = ephemeral(standin, click(url, standin, "nudge", f"{ACCOUNT}:bob", ADMIN, CHANNEL, message))
         assert "DM sent to <@U0BOB0001>" in sent
-        (dm,) = standin.wait_for(lambda: to("D0BOB0001")(standin), 20)
+        (dm,) = standin.wait_for(lambda: to("U0BOB0001")(standin), 20)  # a DM: the user ID as channel
         steps = text_of(dm)
         assert "https://acme-demo.signin.aws.amazon.com/console" in steps
         assert "aws iam create-virtual-mfa-device" in steps and "two consecutive codes" in steps
@@ -108,7 +108,7 @@ def test_digest_nudge_refusal_cooldown_fix_and_recheck_end_to_end(moto_url: str,
         # 4. the admin clicks again: the cooldown says when and by whom
         again = ephemeral(standin, click(url, standin, "nudge", f"{ACCOUNT}:bob", ADMIN, CHANNEL, message))
         assert "Skipped" in again and f"by <@{ADMIN}>" in again
-        assert len(to("D0BOB0001")(standin)) == 1
+        assert len(to("U0BOB0001")(standin)) == 1
 
         # 5. bob enables MFA and presses re-check: thanks in the DM, the digest row is fixed
         iam = demo_client(moto_url)

@@ -57,7 +57,7 @@ def test_nudge_button_admin_dm_then_cooldown_non_admin_refused(bot: ServedApp) -
     message = digest_message(bot)
     sent = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))
     assert "DM sent to <@U0BOB0001>" in sent["text"]
-    dms = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "D0BOB0001"]
+    dms = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]
     assert len(dms) == 1 and "aws iam enable-mfa-device" in json.dumps(dms[0].payload["blocks"])
     update = bot.standin.wait_for(lambda: bot.standin.calls("chat.update"))[0]
     assert update.payload["ts"] == message["ts"] and f"_nudged by <@{ADMIN}> at" in json.dumps(update.payload)
@@ -66,7 +66,7 @@ def test_nudge_button_admin_dm_then_cooldown_non_admin_refused(bot: ServedApp) -
     assert "Only MFA-bot admins" in refused["text"] and "bob" not in json.dumps(refused)
     again = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))
     assert "Skipped: <@U0BOB0001> was last nudged at" in again["text"] and f"by <@{ADMIN}>" in again["text"]
-    assert len([p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "D0BOB0001"]) == 1
+    assert len([p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]) == 1
     store = bot.services.store
     assert store is not None
     assert [a.outcome for a in store.actions(action="refused:nudge")] == ["refused"]
@@ -78,8 +78,8 @@ def test_nudge_all_button_queues_and_the_worker_sends_one_dm_per_person(bot: Ser
     assert "Queued 3 DMs (3 IAM users)" in queued["text"]
     assert bot.services.nudger is not None
     NudgeWorker(bot.services.nudger).run_until_idle()
-    dms = sorted(p.payload["channel"] for p in bot.standin.calls("chat.postMessage") if p.payload["channel"][0] == "D")
-    assert dms == ["D0BOB0001", "D0ERIN001", "D0IVAN001"]
+    dms = sorted(p.payload["channel"] for p in bot.standin.calls("chat.postMessage") if p.payload["channel"][0] == "U")
+    assert dms == ["U0BOB0001", "U0ERIN001", "U0IVAN001"]
     refused = answer(bot, click(bot, "nudge_all", "all", NOBODY, message=message))
     assert "Only MFA-bot admins" in refused["text"]
 
@@ -106,7 +106,7 @@ def test_recheck_button_thanks_in_the_dm_in_place(bot: ServedApp, demo_account: 
     digest_message(bot)
     assert bot.services.nudger is not None
     bot.services.nudger.nudge_user(ADMIN, ACCOUNT, "bob")
-    (dm,) = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "D0BOB0001"]
+    (dm,) = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]
     dm_message = {"ts": "1700000000.000001", "blocks": dm.payload["blocks"]}
     missing = answer(bot, click(bot, "recheck", f"{ACCOUNT}:bob", "U0BOB0001", "D0BOB0001", dm_message))
     assert "still needs MFA: no MFA device is enabled" in missing["text"]
