@@ -15,6 +15,9 @@ if sys.version_info < REQUIRED:
     sys.exit(2)
 
 from bot.cli import run  # noqa: E402 - only after the version check
+from bot.malloc import limit_malloc_arenas  # noqa: E402
+
+limit_malloc_arenas()  # before any thread starts
 
 if __name__ == "__main__":
     run()
