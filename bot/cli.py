@@ -6,15 +6,20 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from dotenv import load_dotenv
 
 from bot.config import Config, ConfigError, load_config
 from bot.formats import FORMATS
 from bot.report import EXIT_ERROR
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 logger = logging.getLogger("bot")
 
@@ -92,11 +97,9 @@ def cmd_check(config: Config, output: str, demo: bool) -> int:
             result = service.run_recorded_audit(dataclasses.replace(config, aws_endpoint_url=endpoint), None)
         links: dict[str, str] = {}
     else:
-        from bot.store import Store
-
-        with Store.open(config.database_url) as store:
+        with store_opened_meanwhile(config.database_url) as store:
             result = service.run_recorded_audit(config, store)
-            links = store.links()
+            links = store.result().links()
         region = service.default_region()
     if config.slack_bot_token and not demo:
         from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -113,6 +116,31 @@ def cmd_check(config: Config, output: str, demo: bool) -> int:
         if account.security_hub_error:
             print(f"warning: account {account.label}: {account.security_hub_error}", file=sys.stderr)
     return report.exit_code(result)
+
+
+def _store_error() -> type[Exception]:
+    """bot.store's StoreError, imported (with SQLAlchemy) only when asked for."""
+    from bot.store import StoreError
+
+    return StoreError
+
+
+@contextmanager
+def store_opened_meanwhile(url: str) -> Iterator[Future[Store]]:
+    """The store, opened (imports, migrations) in a thread while the caller starts the AWS reads; closed on exit."""
+
+    def open_store() -> Store:
+        from bot.store import Store
+
+        return Store.open(url)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-open") as pool:
+        opening = pool.submit(open_store)
+        try:
+            yield opening
+        finally:
+            if opening.exception() is None:  # waits for it
+                opening.result().close()
 
 
 def slack_identities(config: Config):  # -> bot.identity.IdentityChain
@@ -146,8 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.startup import quiet_libraries
 
     quiet_libraries(level)
-    from bot.store import StoreError
-
     try:
         if command == "check":
             return cmd_check(config, output, args.demo)
@@ -168,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.require("SLACK_BOT_TOKEN", "DIGEST_CHANNEL")
             check_tokens(config)
             return post_digest_now(config)
-    except (ConfigError, StoreError) as exc:
+    except (ConfigError, _store_error()) as exc:  # evaluated only when something was raised
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.messages import audit_csv
 from bot.models import STATUSES, AccountFindings, AuditResult, Status, UserFinding
 
 TOOL = "mfa-bot"
@@ -284,4 +283,6 @@ def to_ocsf(result: AuditResult, scope: str = "console") -> str:
 
 def to_csv(result: AuditResult) -> str:
     """`check --format csv`: every user (all statuses) and one `error` row per failed account."""
+    from bot.messages import audit_csv  # Slack's Block Kit models: only `check --format csv` needs them
+
     return audit_csv(result, statuses=STATUSES)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,6 +39,10 @@ def default_region() -> str:
         return aws.make_session().region_name or "us-east-1"
     except BotoCoreError:
         return "us-east-1"
+
+
+T = TypeVar("T")
+Exemptions = Mapping[str, Exemption] | Callable[[], Mapping[str, Exemption] | None] | None
 
 
 def utc_now() -> datetime:
@@ -148,7 +152,7 @@ def audit_target(
     base: boto3.session.Session,
     target: AccountTarget,
     partition: str,
-    policy: AuditPolicy,
+    policy: Callable[[], AuditPolicy],
 ) -> AccountFindings:
     """Audit one account; any failure (AssumeRole denied included) comes back as its error."""
     try:
@@ -159,9 +163,10 @@ def audit_target(
         logger.warning("audit of account %s failed: %s", target.account_id, error)
         return failed_account(target.account_id, error, alias=target.name)
     facts = aws.collect_account(iam, target.account_id, partition, collect_options(config))
-    findings = audit.judge_account(facts, policy)
+    judged_by = policy()
+    findings = audit.judge_account(facts, judged_by)
     if config.security_hub_import and findings.error is None:
-        findings.security_hub_error = import_to_security_hub(config, base, credentials, findings, policy.now)
+        findings.security_hub_error = import_to_security_hub(config, base, credentials, findings, judged_by.now)
     return findings
 
 
@@ -191,12 +196,13 @@ def run_audit(
     config: Config,
     session: boto3.session.Session | None = None,
     now: datetime | None = None,
-    exemptions: Mapping[str, Exemption] | None = None,
+    exemptions: Exemptions = None,
     only: str | None = None,
 ) -> AuditResult:
     """Audit every configured account (or `only` the one with that id or alias) and return the findings.
 
     An `only` that names no configured account yields an AuditResult with no accounts.
+    `exemptions` may be a callable: it is called (once) when the first account is judged.
     """
     now = now or utc_now()
     try:
@@ -205,7 +211,9 @@ def run_audit(
     except (TargetsError, BotoCoreError) as exc:
         message = str(exc) if isinstance(exc, TargetsError) else aws.describe_error(exc)
         return AuditResult(generated_at=now, accounts=[failed_account(UNKNOWN_ACCOUNT, message)])
-    policy = audit_policy(config, now, exemptions)
+    # The policy (stored exemptions) is needed only to judge: built when the first account's facts
+    # are in, so a store still opening (`check`) never holds the AWS reads back.
+    policy = _once(lambda: audit_policy(config, now, exemptions() if callable(exemptions) else exemptions))
     in_flight = _InFlight()
 
     def one(target: AccountTarget) -> AccountFindings:
@@ -243,15 +251,42 @@ def record_result(store: Store, result: AuditResult, started_at: datetime, finis
 
 def run_recorded_audit(
     config: Config,
-    store: Store | None,
+    store: Store | Future[Store] | None,
     session: boto3.session.Session | None = None,
     only: str | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> AuditResult:
-    """The audit as the bot runs it: stored exemptions honoured, the result recorded as history."""
+    """The audit as the bot runs it: stored exemptions honoured, the result recorded as history.
+
+    `store` may still be opening (a Future, `check`): the AWS reads start at once, and the store is
+    waited for only when the first account is judged.
+    """
     started = clock()
-    exemptions = {arn: e.to_policy() for arn, e in store.active_exemptions(started).items()} if store else None
+
+    def exemptions() -> dict[str, Exemption] | None:
+        opened = _opened(store)
+        return {arn: e.to_policy() for arn, e in opened.active_exemptions(started).items()} if opened else None
+
     result = run_audit(config, session=session, now=started, exemptions=exemptions, only=only)
-    if store is not None:
-        record_result(store, result, started, clock())
+    opened = _opened(store)
+    if opened is not None:
+        record_result(opened, result, started, clock())
     return result
+
+
+def _opened(store: Store | Future[Store] | None) -> Store | None:
+    return store.result() if isinstance(store, Future) else store
+
+
+def _once(make: Callable[[], T]) -> Callable[[], T]:
+    """`make()` called on first use only (thread-safe); every later call returns the same value."""
+    lock = threading.Lock()
+    made: list[T] = []
+
+    def get() -> T:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get

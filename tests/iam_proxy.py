@@ -159,6 +159,15 @@ class ForwardTo:
         return [data]
 
 
+def forget_credential_reports() -> None:
+    """Forget every account's credential report in this process's moto: the next
+    GenerateCredentialReport answers STARTED (a cold report, as on AWS after four hours)."""
+    from moto.iam.models import iam_backends
+
+    for account_id in list(iam_backends):
+        iam_backends[account_id]["global"].credential_report = None
+
+
 class IamProxy:
     """Serve `upstream` (a URL, or a WSGI app) after `delay_seconds`, unless a fault is set for the action."""
 
@@ -228,6 +237,8 @@ class IamProxy:
         if environ.get("PATH_INFO", "").startswith("/__proxy__/"):
             if environ["PATH_INFO"] == "/__proxy__/reset":
                 self.reset_counts()
+            if environ["PATH_INFO"] == "/__proxy__/cold-report":
+                forget_credential_reports()
             data = json.dumps(self.stats()).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
@@ -275,7 +286,8 @@ def _serve_forever() -> None:
     """`python -m tests.iam_proxy --delay-ms 100`: moto behind this proxy, in their own process.
 
     Prints `moto=URL proxy=URL` on one line (moto= is undelayed, for seeding); GET
-    /__proxy__/stats returns the counts as JSON and POST /__proxy__/reset clears them.
+    /__proxy__/stats returns the counts as JSON, POST /__proxy__/reset clears them and POST
+    /__proxy__/cold-report forgets every credential report.
     Benchmarks use it so that the AWS stand-in does not share the bot's interpreter (its GIL).
     """
     import argparse

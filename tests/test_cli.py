@@ -209,3 +209,34 @@ def test_configuration_is_checked_before_any_network_call(tmp_path, database_url
             (line,) = done.stderr.splitlines()
             assert line.startswith("error: DATABASE_URL") and "hunter2" not in line, line
         assert not standin.requests  # Slack was never asked
+
+
+def test_check_honours_a_stored_exemption_and_records_its_scan_with_the_store_opened_alongside(
+    demo_account, iam_proxy, aws_env, tmp_path
+):
+    # The store opens in a thread while the AWS reads run: the exemption granted from Slack must
+    # still be applied, and the scan recorded, exactly as when it was opened first.
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import Store
+
+    url = f"sqlite:///{tmp_path}/bot.db"
+    now = datetime.now(UTC)
+    with Store.open(url) as store:
+        arn = "arn:aws:iam::123456789012:user/bob"
+        store.grant_exemption(arn, "123456789012", "bob", "break-glass", now + timedelta(days=3), "U0ADMIN01", now)
+    done = run_bot("check", "--json", env={**aws_env, "AWS_ENDPOINT_URL": iam_proxy.url, "DATABASE_URL": url})
+    assert done.returncode == 1, done.stderr
+    statuses = {u["user_name"]: u["status"] for u in json.loads(done.stdout)["accounts"][0]["users"]}
+    assert statuses["bob"] == "exempt" and statuses["erin"] == "violation"
+    with Store.open(url) as store:
+        assert len(store.scans()) == 1
+
+
+def test_check_with_a_store_that_cannot_open_is_one_line_and_exit_2(demo_account, iam_proxy, aws_env, tmp_path):
+    unreachable = "postgresql://mfa:hunter2@127.0.0.1:1/mfa"
+    done = run_bot("check", env={**aws_env, "AWS_ENDPOINT_URL": iam_proxy.url, "DATABASE_URL": unreachable})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot open DATABASE_URL"), done.stderr
+    assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr

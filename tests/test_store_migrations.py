@@ -137,3 +137,37 @@ def _stored(conn: sa.Connection, value: datetime | None) -> Any:
     if value is None or conn.dialect.name != "sqlite":
         return value
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+
+
+def test_the_head_read_from_the_migration_files_is_alembics_head() -> None:
+    from bot.store.db import _head_from_files
+
+    assert _head_from_files() == HEAD
+
+
+ALEMBIC_LOADED = (
+    "import sys\n"
+    "from bot.store import Store\n"
+    "Store.open(sys.argv[1]).close()\n"
+    "print(any(name.split('.')[0] == 'alembic' for name in sys.modules))\n"
+)
+
+
+def test_a_current_store_opens_with_one_version_read_and_no_alembic(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"sqlite:///{tmp_path}/bot.db"
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def alembic_loaded() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", ALEMBIC_LOADED, url], capture_output=True, text=True, cwd=root, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert alembic_loaded() == "True"  # a new database: migrated by Alembic
+    assert alembic_loaded() == "False"  # at head: one read of alembic_version, Alembic never imported
+    assert _inspect(url)[0] == HEAD

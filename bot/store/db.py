@@ -34,6 +34,10 @@ class StoreError(RuntimeError):
     """The store cannot be opened or migrated; the message is one line, password masked."""
 
 
+class MigrationError(RuntimeError):
+    """Alembic could not migrate (e.g. the database is at a revision this code does not know)."""
+
+
 def normalize_url(url: str) -> str:
     """Rewrite Heroku-style ``postgres://`` and bare ``postgresql://`` to ``postgresql+psycopg://``."""
     url = url.strip()
@@ -190,26 +194,53 @@ def alembic_config(connection: Connection) -> Any:
     return config
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*['\"]?([\w-]+|None)['\"]?\s*$", re.M)
+
+
+def _head_from_files() -> str | None:
+    """The head revision read from the migration files themselves (no Alembic import), or None
+    when they do not name exactly one (then Alembic decides)."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        fields = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in fields:
+            return None
+        revisions.add(fields["revision"])
+        if fields.get("down_revision", "None") != "None":
+            parents.add(fields["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def _head() -> str | None:
+    head = _head_from_files()
+    if head is not None:
+        return head
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def _current(conn: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(conn).get_current_revision()
+    """The schema revision the database is at (one read of alembic_version), None when unversioned."""
+    try:
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply pending migrations up to `revision` in one transaction, one migrator at a time."""
-    from alembic import command
+    """Apply pending migrations up to `revision` in one transaction, one migrator at a time.
 
+    Alembic is imported only when there is something to migrate.
+    """
     if revision == "head":
-        with engine.connect() as conn:  # fast path: already current, take no write lock
+        with engine.connect() as conn:  # fast path: already current: one read, no write lock, no Alembic
             if _current(conn) == _head():
                 return
+    from alembic import command
+    from alembic.util import CommandError
+
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
@@ -221,7 +252,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             with conn.begin():
                 if not sqlite:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-                command.upgrade(alembic_config(conn), revision)
+                try:
+                    command.upgrade(alembic_config(conn), revision)
+                except CommandError as exc:
+                    raise MigrationError(str(exc)) from exc
         finally:
             if sqlite:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
@@ -229,12 +263,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def open_engine(url: str, revision: str = "head", doing: str = "open") -> Engine:
     """An Engine for `url`, migrated to `revision`; StoreError (one line, password masked) if it can't."""
-    from alembic.util import CommandError
-
     engine = create_store_engine(url)
     try:
         upgrade(engine, revision)
-    except (SQLAlchemyError, CommandError, OSError) as exc:
+    except (SQLAlchemyError, MigrationError, OSError) as exc:
         engine.dispose()
         raise store_error(normalize_url(url), exc, doing) from None
     return engine
