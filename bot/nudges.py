@@ -391,8 +391,7 @@ class Nudger:
             except Exception as exc:
                 logger.warning("the Nudge all notice could not go through its response_url (%s)", type(exc).__name__)
         try:
-            channel = desk.slack.open_dm(batch.requested_by)
-            desk.slack.post(channel, message.text, message.blocks)
+            desk.slack.dm(batch.requested_by, message.text, message.blocks)
             return True
         except SLACK_ERRORS as exc:
             logger.error("the Nudge all notice could not be sent to %s (%s)", batch.requested_by, slack_error(exc))

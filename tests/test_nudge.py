@@ -250,7 +250,8 @@ def test_a_finished_batch_whose_notifier_died_is_told_once_by_another_process_as
     assert NudgeWorker(Nudger(desk), worker_id="host:2").run_until_idle() == []
     assert NudgeWorker(Nudger(desk), worker_id="host:3").run_until_idle() == []
     assert standin.posts_to(told) == []  # Slack no longer honours the response_url: a DM instead
-    notices = [r for r in standin.accepted("chat.postMessage") if r.payload["channel"] == "D" + ADMIN[1:]]
+    # a DM: the user ID as channel
+    notices = [r for r in standin.accepted("chat.postMessage") if r.payload["channel"] == ADMIN]
     assert [n.payload["text"] for n in notices] == ["Nudge all finished: 2 sent, 0 skipped (cooldown), 0 failed."]
 
 
