@@ -1,11 +1,13 @@
 """Re-check: confirm IAM users' MFA live (GetLoginProfile + ListMFADevices), not from the credential report.
 
 The "I've set it up – re-check" button re-checks one IAM user in its own account (through
-AWS_ROLE_NAME for member accounts, as the audit does). Only the Slack person the identity chain
-links to that IAM user, or an admin, may press it. Fixed (an MFA device, or no console password
-any more, or the user is gone): the violation episode is closed and the digest row shows it.
-Still missing: the person is told exactly what (no device enabled, or a virtual device that was
-created but never enabled).
+AWS_ROLE_NAME for member accounts, as the audit does). Nothing in the button's payload is trusted
+but the IAM user it names: the store must know an open violation episode of that account and user,
+and only the Slack person the identity chain links to that IAM user, or an admin, may press it.
+Fixed (an MFA device, or no console password any more, or the user is gone): the violation episode
+is closed, the digest row shows it, and the DM the bot sent (its channel and ts from the store) is
+re-rendered from the bot's own data with the fixed IAM users thanked. Still missing: the person is
+told exactly what (no device enabled, or a virtual device that was created but never enabled).
 
 The scheduled re-check (every RECHECK_INTERVAL_MINUTES) does the same for every open episode.
 """
@@ -22,14 +24,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import aws, messages, service
-from bot.digest import Desk, refresh_rows
+from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
 from bot.identity import Roles
 from bot.models import LiveState, violation_finding
 from bot.store import SCHEDULER, Episode
 
 logger = logging.getLogger(__name__)
 
-REFUSAL = ":no_entry: Only the person this reminder is for, or an MFA-bot admin, can re-check it."
+REFUSAL = ":no_entry: Only the person this reminder is for, or an MFA-bot admin, can re-check it (while it is open)."
 
 
 def verdict(state: LiveState, pending_virtual: bool = False) -> tuple[bool, str]:
@@ -63,9 +65,10 @@ def pending_virtual_device(iam: Any, user_name: str) -> bool:
 class RecheckAnswer:
     """The result of one button press: refused, fixed (thanks), missing (what), or error."""
 
-    outcome: str  # "refused" | "fixed" | "still_missing" | "error"
+    outcome: str  # "refused" | "no_episode" | "fixed" | "still_missing" | "error"
     text: str
     arn: str | None = None
+    dm_updated: bool = False  # fixed: the DM the bot sent was updated in place
 
 
 @dataclass(frozen=True)
@@ -102,30 +105,64 @@ class Rechecker:
     def _open_episode(self, account_id: str, user_name: str) -> Episode | None:
         return next((e for e in self.desk.store.open_episodes(account_id) if e.user_name == user_name), None)
 
-    def _person(self, iam: Any, arn: str, account_id: str, user_name: str) -> str | None:
-        """The Slack person of an IAM user through the identity chain (its tags read live)."""
+    def _person(self, iam: Any | None, episode: Episode) -> str | None:
+        """The Slack person of an IAM user through the identity chain (a stored link, else its tags read live).
+
+        Without an IAM client (the account cannot be reached) only a stored link can say.
+        """
         links = self.desk.store.links()
-        if arn in links:
-            return links[arn]
-        finding = violation_finding(arn, aws.user_tags(iam, user_name))
-        return self.desk.identity.resolve(finding, links)
+        if episode.arn in links:
+            return links[episode.arn]
+        if iam is None:
+            return None
+        try:
+            tags = aws.user_tags(iam, episode.user_name)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("re-check: the tags of an IAM user could not be read (%s)", aws.describe_error(exc))
+            return None
+        return self.desk.identity.resolve(violation_finding(episode.arn, tags), links)
+
+    def _refuse(self, clicker: str) -> RecheckAnswer:
+        self.desk.record(clicker or "unknown", "refused:recheck", None, None, outcome="refused")
+        return RecheckAnswer("refused", REFUSAL)
 
     def recheck(self, clicker: str, account_id: str, user_name: str) -> RecheckAnswer:
-        """The button: authorise the clicker, check the user live, close the episode when fixed."""
+        """The button: an open episode the store knows, the clicker authorised, the user checked live.
+
+        Order matters: the store must know an open violation episode of that account and user
+        (a forged value re-checks nothing), then the role check, and only then anything about
+        the account (an unknown account is answered to its person or an admin, never before).
+        Fixed: the episode is closed, the digest row and the DM (from the store) are updated.
+        """
         desk = self.desk
+        is_admin = bool(clicker) and self.roles.is_admin(clicker)
+        episode = self._open_episode(account_id, user_name)
+        if episode is None:
+            if not is_admin:
+                return self._refuse(clicker)
+            desk.record(clicker, "recheck", f"{account_id}:{user_name}", "no open violation", outcome="noop")
+            text = (
+                f"No open MFA violation of {messages.code(user_name)} in account {messages.escape(account_id)} "
+                "is known: nothing was re-checked."
+            )
+            return RecheckAnswer("no_episode", text)
+        arn = episode.arn
+        iam, target, error = None, None, None
         try:
-            base, targets, partition = self._targets()
+            base, targets, _ = self._targets()
             target = targets.get(account_id)
-            if target is None:
-                desk.record(clicker, "recheck", f"{account_id}:{user_name}", "account not audited", outcome="error")
-                text = f"Account {messages.escape(account_id)} is not audited by this bot: nothing was checked."
-                return RecheckAnswer("error", text)
-            iam = service.iam_client(desk.config, base, target)
-            episode = self._open_episode(account_id, user_name)
-            arn = episode.arn if episode else f"arn:{partition}:iam::{account_id}:user/{user_name}"
-            if not self.roles.is_admin(clicker) and self._person(iam, arn, account_id, user_name) != clicker:
-                desk.record(clicker, "refused:recheck", None, None, outcome="refused")
-                return RecheckAnswer("refused", REFUSAL)
+            iam = service.iam_client(desk.config, base, target) if target is not None else None
+        except (service.TargetsError, ClientError, BotoCoreError) as exc:
+            error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
+        if not is_admin and self._person(iam, episode) != clicker:
+            return self._refuse(clicker)
+        if error is None and target is None:
+            desk.record(clicker, "recheck", arn, "account not audited", outcome="error")
+            text = f"Account {messages.escape(account_id)} is not audited by this bot: nothing was checked."
+            return RecheckAnswer("error", text, arn)
+        try:
+            if error is not None:
+                raise service.TargetsError(error)
             state = aws.live_state(iam, user_name)
             fixed, why = verdict(state)
             if not fixed:
@@ -133,18 +170,43 @@ class Rechecker:
         except (service.TargetsError, ClientError, BotoCoreError) as exc:
             error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
             logger.warning("re-check failed: %s", error)
-            desk.record(clicker, "recheck", f"{account_id}:{user_name}", error, outcome="error")
+            desk.record(clicker, "recheck", arn, error, outcome="error")
             text = f":warning: I could not check just now ({messages.escape(error)}). Try again in a minute."
-            return RecheckAnswer("error", text)
+            return RecheckAnswer("error", text, arn)
         label = self._label(account_id)
         if not fixed:
             desk.record(clicker, "recheck", arn, why, outcome="still_missing")
             return RecheckAnswer("still_missing", messages.recheck_missing(user_name, label, why), arn)
-        if episode is not None:
-            desk.store.close_episode(arn, desk.clock())
+        desk.store.close_episode(arn, desk.clock())
         desk.record(clicker, "recheck", arn, why, outcome="fixed")
         self._refresh([arn])
-        return RecheckAnswer("fixed", messages.recheck_thanks(user_name, label), arn)
+        updated = self.update_dm(arn)
+        return RecheckAnswer("fixed", messages.recheck_thanks(user_name, label), arn, dm_updated=updated)
+
+    def update_dm(self, arn: str) -> bool:
+        """Show the re-check in the DM the bot sent about `arn`: that DM (channel and ts from the store),
+        re-rendered from the bot's own data with every IAM user it covers that is no longer open thanked.
+
+        Never from a button payload's blocks. False when no such DM is known or Slack refused the update.
+        """
+        desk = self.desk
+        dm = desk.store.last_dm(arn)
+        if dm is None or not dm.channel or not dm.message_ts:
+            return False
+        users = [violation_finding(a) for a in dm.arns]
+        message = messages.nudge_dm(dm.slack_user_id, users, desk.aliases, dm.sent_by)
+        blocks: list[dict] = message.blocks_json()
+        still_open = {e.arn for e in desk.store.open_episodes()}
+        for user in users:
+            if user.arn not in still_open:
+                thanks = messages.recheck_thanks(user.user_name, self._label(user.account_id))
+                blocks = messages.dm_after_recheck(blocks, messages.user_value(user), thanks)
+        try:
+            desk.slack.update(dm.channel, dm.message_ts, "Thank you: MFA is on", blocks)
+        except SLACK_ERRORS as exc:
+            logger.warning("could not update the DM after a re-check: %s", slack_error(exc))
+            return False
+        return True
 
     def _refresh(self, arns: Iterable[str]) -> None:
         try:
@@ -198,6 +260,12 @@ class Rechecker:
                         fixed.append(episode.arn)
         if fixed:
             self._refresh(fixed)
+            updated: set[tuple[str | None, str | None]] = set()
+            for arn in fixed:
+                dm = desk.store.last_dm(arn)
+                if dm is not None and (dm.channel, dm.message_ts) not in updated:
+                    updated.add((dm.channel, dm.message_ts))
+                    self.update_dm(arn)
         detail = f"{checked} checked live, {len(fixed)} fixed, {len(failed)} accounts not reachable"
         desk.record(SCHEDULER, "recheck_scheduled", None, detail, outcome="ok" if not failed else "partial")
         logger.info("scheduled re-check: %s", detail)

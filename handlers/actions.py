@@ -15,7 +15,6 @@ from slack_bolt import Ack, App
 
 from bot import messages
 from bot.app import Services, report_failure
-from bot.digest import SLACK_ERRORS, slack_error
 from bot.slack import Responder, make_responder
 
 logger = logging.getLogger(__name__)
@@ -142,31 +141,19 @@ def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
 
 
 def run_recheck(services: Services, body: Mapping[str, Any]) -> None:
-    """Re-check one IAM user live; fixed: thank in the DM (in place), else say what is missing.
+    """Re-check one IAM user live; fixed: the DM the bot sent is updated in place, else say what is missing.
 
+    Only the IAM user the button names is read from the payload: the DM to update (channel, ts,
+    blocks) comes from the store and the bot's own rendering, never from `message` or `container`.
     Pressed on the App Home, every answer shows at the top of the clicker's Home, published again.
     """
     respond = _responder(body, services)
     clicker = _clicker(body)
-    value = _value(body)
-    parsed = messages.parse_user_value(value)
+    parsed = messages.parse_user_value(_value(body))
     if services.rechecker is None or parsed is None:
         _tell(respond, "I cannot re-check this one: ask an admin to run `/mfa-check user NAME`.")
         return
     answer = services.rechecker.recheck(clicker, *parsed)
-    if answer.outcome != "fixed":
-        _tell(respond, answer.text)
-        return
-    container = body.get("container") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-    blocks = (body.get("message") or {}).get("blocks")
-    if not (channel and ts and blocks) or services.desk is None:
-        _tell(respond, answer.text)
-        return
-    try:
-        updated = messages.dm_after_recheck(blocks, value, answer.text)
-        services.desk.slack.update(str(channel), str(ts), "Thank you: MFA is on", updated)
-    except SLACK_ERRORS as exc:
-        logger.warning("could not update the DM after a re-check: %s", slack_error(exc))
+    in_a_message = (body.get("container") or {}).get("type") == "message"
+    if answer.outcome != "fixed" or not answer.dm_updated or not in_a_message:  # the Home shows it at its top
         _tell(respond, answer.text)

@@ -102,11 +102,13 @@ def test_slash_nudge_name_and_nudge_all_do_what_the_buttons_do(bot: ServedApp) -
     assert done["text"] == "Nudge all finished: 2 sent, 1 skipped (cooldown), 0 failed."
 
 
-def test_recheck_button_thanks_in_the_dm_in_place(bot: ServedApp, demo_account: str) -> None:
+def test_recheck_button_updates_the_stored_dm_never_what_the_payload_says(bot: ServedApp, demo_account: str) -> None:
     digest_message(bot)
-    assert bot.services.nudger is not None
+    assert bot.services.nudger is not None and bot.services.store is not None
     bot.services.nudger.nudge_user(ADMIN, ACCOUNT, "bob")
     (dm,) = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]
+    stored = bot.services.store.last_dm(f"arn:aws:iam::{ACCOUNT}:user/bob")
+    assert stored is not None and stored.channel and stored.message_ts
     dm_message = {"ts": "1700000000.000001", "blocks": dm.payload["blocks"]}
     missing = answer(bot, click(bot, "recheck", f"{ACCOUNT}:bob", "U0BOB0001", "D0BOB0001", dm_message))
     assert "still needs MFA: no MFA device is enabled" in missing["text"]
@@ -116,13 +118,20 @@ def test_recheck_button_thanks_in_the_dm_in_place(bot: ServedApp, demo_account: 
         UserName="bob", SerialNumber=serial, AuthenticationCode1="111111", AuthenticationCode2="222222"
     )
     bot.standin.clear()
-    click(bot, "recheck", f"{ACCOUNT}:bob", "U0BOB0001", "D0BOB0001", dm_message)
+    forged = {  # a payload may say anything about the message: another channel, ts and blocks
+        "ts": "1700000000.000009",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "<!channel> forged"}}],
+    }
+    click(bot, "recheck", f"{ACCOUNT}:bob", "U0BOB0001", "C0EVIL001", forged)
     updates = bot.standin.wait_for(
-        lambda: [u for u in bot.standin.calls("chat.update") if u.payload["channel"] == "D0BOB0001"]
+        lambda: [u for u in bot.standin.calls("chat.update") if u.payload["channel"] == stored.channel]
     )
     text = json.dumps(updates[0].payload["blocks"], ensure_ascii=False)
-    assert updates[0].payload["ts"] == dm_message["ts"]
+    assert updates[0].payload["ts"] == stored.message_ts  # the DM the bot sent, from the store
     assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text and "All set" in text
+    assert "forged" not in text and not [
+        u for u in bot.standin.calls("chat.update") if u.payload["channel"] == "C0EVIL001"
+    ]
     digest_update = bot.standin.wait_for(
         lambda: [u for u in bot.standin.calls("chat.update") if u.payload["channel"] == CHANNEL]
     )

@@ -13,6 +13,7 @@ from bot.demo import demo_client
 from bot.digest import post_scheduled_digest
 from bot.identity import Roles
 from bot.models import LiveState, MfaDevice
+from bot.nudges import Nudger
 from bot.recheck import REFUSAL, Rechecker, verdict
 from bot.store import Store
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn
@@ -117,6 +118,51 @@ def test_scheduled_recheck_closes_the_ones_fixed_meanwhile(
     assert rechecker.recheck_open().fixed == ()  # nothing more to close
 
 
-def test_an_account_the_bot_does_not_audit_is_an_error(rechecker: Rechecker) -> None:
+def test_an_account_the_bot_does_not_audit_answers_only_after_the_role_check(rechecker: Rechecker) -> None:
+    store = rechecker.desk.store
+    gone = "arn:aws:iam::999999999999:user/bob"
+    store.sync_episodes("999999999999", [(gone, "bob")], datetime.now(UTC))  # an account no longer audited
+    refused = rechecker.recheck("U0BOB0001", "999999999999", "bob")  # no link: nobody can say it is his
+    assert (refused.outcome, refused.text) == ("refused", REFUSAL)
+    assert rechecker.recheck(NOBODY, "999999999999", "bob").outcome == "refused"
     answer = rechecker.recheck(ADMIN, "999999999999", "bob")
     assert answer.outcome == "error" and "not audited" in answer.text
+    store.set_link(gone, "U0BOB0001", ADMIN, datetime.now(UTC))
+    assert rechecker.recheck("U0BOB0001", "999999999999", "bob").outcome == "error"  # his, by the stored link
+    assert [e.arn for e in store.open_episodes("999999999999")] == [gone]  # nothing closed
+
+
+def test_a_recheck_must_concern_an_open_episode_the_store_knows(rechecker: Rechecker, demo_account: str) -> None:
+    store = rechecker.desk.store
+    ghost = rechecker.recheck(ADMIN, ACCOUNT, "ghost")  # no such IAM user: "no longer exists" must not say fixed
+    assert ghost.outcome == "no_episode" and "nothing was re-checked" in ghost.text
+    assert rechecker.recheck(ADMIN, ACCOUNT, "alice").outcome == "no_episode"  # compliant: nothing open
+    assert rechecker.recheck("U0ALICE01", ACCOUNT, "alice").outcome == "refused"  # nor for her
+    assert rechecker.recheck(NOBODY, ACCOUNT, "ghost").outcome == "refused"  # names nothing to a stranger
+    assert {a.outcome for a in store.actions(action="recheck")} == {"noop"}  # nothing checked, nothing closed
+    demo_client(demo_account).delete_login_profile(UserName="bob")
+    demo_client(demo_account).delete_user(UserName="bob")
+    closed = rechecker.recheck("U0ADMIN01", ACCOUNT, "bob")  # the user is gone: closes the episode that existed
+    assert closed.outcome == "fixed" and open_names(store) == {"erin", "ivan"}
+    assert rechecker.recheck(ADMIN, ACCOUNT, "bob").outcome == "no_episode"  # and only that one, once
+    assert [a.outcome for a in store.actions(action="recheck", limit=10)].count("fixed") == 1
+
+
+def test_the_dm_updated_is_the_one_the_store_knows_rebuilt_from_the_bots_data(
+    rechecker: Rechecker, standin: SlackStandIn, demo_account: str
+) -> None:
+    desk = rechecker.desk
+    assert Nudger(desk).nudge_user(ADMIN, ACCOUNT, "bob").outcome == "sent"
+    (dm,) = [p for p in standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]
+    stored = desk.store.last_dm("arn:aws:iam::123456789012:user/bob")
+    assert stored is not None and stored.channel and stored.message_ts
+    standin.clear()
+    enable_mfa(demo_account, "bob")
+    answer = rechecker.recheck("U0BOB0001", ACCOUNT, "bob")
+    assert answer.outcome == "fixed" and answer.dm_updated
+    (update,) = [u for u in standin.calls("chat.update") if u.payload["channel"] == stored.channel]
+    assert update.payload["ts"] == stored.message_ts
+    text = json.dumps(update.payload["blocks"], ensure_ascii=False)
+    assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text
+    assert "aws iam enable-mfa-device" in text  # the bot's own DM, rendered again, not a payload's blocks
+    assert json.loads(json.dumps(update.payload["blocks"]))[0] == json.loads(json.dumps(dm.payload["blocks"]))[0]

@@ -434,6 +434,26 @@ class Store:
             ).scalars()
             return Nudge(**row._mapping, arns=tuple(arns))
 
+    def last_dm(self, arn: str) -> Nudge | None:
+        """The last DM sent about `arn` whose message Slack named (channel and ts), with all the ARNs it covered.
+
+        Where a re-check updates the DM: the bot's own record, never what a button payload says.
+        """
+        n, na = t.nudges.c, t.nudge_arns.c
+        query = (
+            sa.select(t.nudges)
+            .join(t.nudge_arns, na.nudge_id == n.id)
+            .where(na.arn == arn, n.outcome == "sent", n.channel.is_not(None), n.message_ts.is_not(None))
+            .order_by(n.at.desc(), n.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            arns = conn.execute(sa.select(na.arn).where(na.nudge_id == row.id).order_by(na.arn)).scalars()
+            return Nudge(**row._mapping, arns=tuple(arns))
+
     def first_nudge_at(self, arn: str, since: datetime | None = None) -> datetime | None:
         """When the first DM about `arn` was sent (after `since`, e.g. its episode's first_seen), or None."""
         query = (
