@@ -176,15 +176,23 @@ def violation_reason(live: LiveState | None, now: datetime) -> str:
     return reason
 
 
-def _exemption(arn: str, tags: Mapping[str, str], policy: AuditPolicy) -> tuple[str, datetime | None] | None:
+TAG_EXEMPT_REASON = "exempt by tag, set outside Slack"
+
+
+def _exemption(arn: str, tags: Mapping[str, str], policy: AuditPolicy) -> tuple[str, datetime | None, bool] | None:
+    """(reason, until, by tag?) of the exemption in force: one granted in Slack first, then the tag.
+
+    Anyone with iam:TagUser can set the tag, so it is its own reason ("exempt by tag, set outside
+    Slack"), never mistaken for one granted in Slack; `tag_exemptions=False` ignores it.
+    """
     stored = policy.exemptions.get(arn)
     if stored is not None and (stored.until is None or stored.until > policy.now):
         who = f" by {stored.granted_by}" if stored.granted_by else ""
         until = f" until {stored.until:%Y-%m-%d}" if stored.until else ""
-        return f"exempt{who}{until}: {stored.reason}", stored.until
-    if policy.tag_mfa_exempt in tags:
+        return f"exempt{who}{until}: {stored.reason}", stored.until, False
+    if policy.tag_exemptions and policy.tag_mfa_exempt in tags:
         value = tags[policy.tag_mfa_exempt].strip()
-        return f"tag {policy.tag_mfa_exempt}: {value or '(no reason given)'}", None
+        return f"{TAG_EXEMPT_REASON} ({policy.tag_mfa_exempt}: {value or 'no reason given'})", None, True
     return None
 
 
@@ -224,8 +232,8 @@ def judge_user(
         return UserFinding(status="compliant", **base)
     exemption = _exemption(user.arn, tags, policy)
     if exemption is not None:
-        reason, until = exemption
-        return UserFinding(status="exempt", reason=reason, exempt_until=until, **base)
+        reason, until, by_tag = exemption
+        return UserFinding(status="exempt", reason=reason, exempt_until=until, exempt_by_tag=by_tag, **base)
     since = live.console_since if live else None
     if policy.grace_period_days > 0 and since is not None:
         grace_until = since + timedelta(days=policy.grace_period_days)

@@ -51,6 +51,7 @@ class Config:
     tag_slack_user_id: str = "slack-user-id"
     tag_email: str = "email"
     tag_mfa_exempt: str = "mfa-exempt"
+    tag_exemptions: bool = True  # TAG_EXEMPTIONS=off: only exemptions granted in Slack count
     aws_endpoint_url: str | None = None
     aws_account_ids: tuple[str, ...] = ()
     aws_role_name: str | None = None
@@ -254,6 +255,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         tag_slack_user_id=_str(env, "TAG_SLACK_USER_ID") or "slack-user-id",
         tag_email=_str(env, "TAG_EMAIL") or "email",
         tag_mfa_exempt=_str(env, "TAG_MFA_EXEMPT") or "mfa-exempt",
+        tag_exemptions=_bool(env, "TAG_EXEMPTIONS", True),
         aws_endpoint_url=_str(env, "AWS_ENDPOINT_URL"),
         aws_account_ids=account_ids,
         aws_role_name=role_name,

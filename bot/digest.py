@@ -210,6 +210,7 @@ def scoped_changes(changes: Changes | None, account_ids: Collection[str]) -> Cha
     return Changes(
         new=[e for e in changes.new if e.account_id in account_ids],
         fixed=[e for e in changes.fixed if e.account_id in account_ids],
+        exempted=[e for e in changes.exempted if e.account_id in account_ids],
     )
 
 
@@ -265,6 +266,8 @@ def build_view(
             root=root_text(a.root),
             root_off=a.error is None and a.root.mfa_enabled is False,
             violations=len(a.by_status("violation")),
+            exempt=len(a.by_status("exempt")),
+            exempt_by_tag=sum(1 for u in a.by_status("exempt") if u.exempt_by_tag),
         )
         for a in result.accounts
     )
@@ -387,7 +390,9 @@ def row_states(desk: Desk, view: DigestView, since: datetime, arns: Iterable[str
     store = desk.store
     counts = store.nudge_counts(wanted)
     open_arns = {e.arn for e in store.open_episodes()}
-    fixed_at = {e.arn: e.fixed_at for e in store.changes_since(since).fixed if e.fixed_at}
+    changes = store.changes_since(since)
+    fixed_at = {e.arn: e.fixed_at for e in changes.fixed if e.fixed_at}
+    exempted_at = {e.arn: e.fixed_at for e in changes.exempted if e.fixed_at}
     rows = {r.arn: r for r in view.rows}
     last_by_person = {}
     for person in {rows[a].slack_user_id for a in wanted if a in rows and rows[a].slack_user_id}:
@@ -400,8 +405,10 @@ def row_states(desk: Desk, view: DigestView, since: datetime, arns: Iterable[str
         last = last_by_person.get(row.slack_user_id) if row and row.slack_user_id else None
         if last is not None and arn in last.arns and last.at >= since:
             nudged_by, nudged_at, unknown = last.sent_by, desk.hhmm(last.at), last.outcome == "unknown"
-        fixed = None
-        if arn not in open_arns:
+        fixed = exempted = None
+        if arn in exempted_at and arn not in open_arns:  # exempt now: "exempted", never "fixed"
+            exempted = desk.hhmm(exempted_at[arn])
+        elif arn not in open_arns:
             fixed = desk.hhmm(fixed_at.get(arn) or desk.clock())
         states[arn] = RowState(
             nudges=counts.get(arn, 0),
@@ -409,6 +416,7 @@ def row_states(desk: Desk, view: DigestView, since: datetime, arns: Iterable[str
             nudged_at=nudged_at,
             fixed_at=fixed,
             delivery_unknown=unknown,
+            exempted_at=exempted,
         )
     return states
 

@@ -662,6 +662,7 @@ class RowState:
     nudged_at: str | None = None  # "HH:MM" in DIGEST_TIMEZONE
     fixed_at: str | None = None  # "HH:MM" in DIGEST_TIMEZONE
     delivery_unknown: bool = False  # the last DM (nudged_by/nudged_at) may or may not have gone
+    exempted_at: str | None = None  # "HH:MM": it became exempt (never shown as fixed)
 
 
 @dataclass(frozen=True)
@@ -687,6 +688,8 @@ class DigestAccount:
     root: str  # root MFA as text ("MFA on (hardware)", "MFA OFF", ...)
     root_off: bool
     violations: int
+    exempt: int = 0
+    exempt_by_tag: int = 0  # of `exempt`: by the mfa-exempt tag, set outside Slack
 
 
 @dataclass(frozen=True)
@@ -754,6 +757,11 @@ def digest_row_text(row: DigestRow, state: RowState = RowState()) -> str:
     """One violator: the person (or none found), the IAM user and account, days open, nudges."""
     person = mention(row.slack_user_id) if row.slack_user_id else f"_{NO_PERSON}_"
     where = f"{code(row.user_name)} in {escape(row.account)}"
+    if state.exempted_at:
+        return truncate(
+            f":large_yellow_circle: *exempted* at {escape(state.exempted_at)} (not fixed) · {person} · {where}",
+            MAX_LINE_CHARS,
+        )
     if state.fixed_at:
         was = "" if row.days_open is None else f" · was open {_plural(row.days_open, 'day')}"
         return truncate(f":white_check_mark: *fixed* at {state.fixed_at} · {person} · {where}{was}", MAX_LINE_CHARS)
@@ -848,10 +856,18 @@ def escalation_parts(rows: Sequence[OverdueRow], after_days: int, date: str) -> 
 def digest_row_block(row: DigestRow, state: RowState = RowState()) -> SectionBlock:
     """The row as a section; a Nudge button while it is open and has a Slack person."""
     button = None
-    if row.slack_user_id and not state.fixed_at:
+    if row.slack_user_id and not state.fixed_at and not state.exempted_at:
         value = truncate(f"{row.account_id}:{row.user_name}", MAX_BUTTON_VALUE)
         button = ButtonElement(text="Nudge", action_id=NUDGE_ACTION, value=value)
     return SectionBlock(text=mrkdwn(digest_row_text(row, state)), accessory=button)
+
+
+def exempt_counts(exempt: int, by_tag: int) -> str:
+    """Exemptions granted in Slack and those by tag, set outside Slack, counted apart."""
+    in_slack = exempt - by_tag
+    parts = [f"{in_slack} granted in Slack"] if in_slack else []
+    parts += [f"*{by_tag} by tag, set outside Slack*"] if by_tag else []
+    return " · ".join(parts) or "0"
 
 
 def _digest_summary(view: DigestView) -> SectionBlock:
@@ -859,6 +875,14 @@ def _digest_summary(view: DigestView) -> SectionBlock:
     accounts = f"{audited} audited"
     if view.failed:
         accounts += f", *{len(view.failed)} could NOT be audited*"
+    exempt = sum(a.exempt for a in view.accounts if not a.error)
+    by_tag = sum(a.exempt_by_tag for a in view.accounts if not a.error)
+    if view.all_clear and exempt:  # accepted risk, never compliance
+        text = (
+            f":white_check_mark: *No violation* ({_plural(audited, 'account')} audited); exempt, so without MFA: "
+            f"{exempt_counts(exempt, by_tag)}."
+        )
+        return SectionBlock(text=mrkdwn(text))
     if view.all_clear:
         text = (
             f":white_check_mark: *All clear*: every IAM user with a console password has MFA "
@@ -872,6 +896,10 @@ def _digest_summary(view: DigestView) -> SectionBlock:
         mrkdwn("*New since the last digest:* " + ("first digest" if first else str(view.new_since))),
         mrkdwn("*Fixed since the last digest:* " + ("first digest" if first else str(view.fixed_since))),
     ]
+    exempt = sum(a.exempt for a in view.accounts if not a.error)
+    by_tag = sum(a.exempt_by_tag for a in view.accounts if not a.error)
+    if exempt:
+        fields.append(mrkdwn(f"*Exempt:* {exempt_counts(exempt, by_tag)}"))
     return SectionBlock(fields=fields)
 
 

@@ -102,6 +102,7 @@ class AuditPolicy:
     grace_period_days: int = 0
     tag_mfa_exempt: str = "mfa-exempt"
     exemptions: dict[str, Exemption] = field(default_factory=dict)  # user ARN -> exemption
+    tag_exemptions: bool = True  # False: the mfa-exempt tag is ignored (TAG_EXEMPTIONS=off)
 
 
 def arn_user(arn: str) -> tuple[str, str]:
@@ -129,6 +130,7 @@ class UserFinding:
     checked_live: bool = False
     tags: dict[str, str] = field(default_factory=dict, compare=False)
     slack_user_id: str | None = None
+    exempt_by_tag: bool = False  # exempt by the mfa-exempt tag, set outside Slack (not granted in Slack)
 
 
 @dataclass

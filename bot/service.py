@@ -74,6 +74,7 @@ def audit_policy(config: Config, now: datetime, exemptions: Mapping[str, Exempti
         grace_period_days=config.grace_period_days,
         tag_mfa_exempt=config.tag_mfa_exempt,
         exemptions=dict(exemptions or {}),
+        tag_exemptions=config.tag_exemptions,
     )
 
 
@@ -238,15 +239,41 @@ def record_result(store: Store, result: AuditResult, started_at: datetime, finis
 
     A failed account gets its scan row (with the error) but never touches its episodes nor its
     kept findings (the App Home's snapshot): an audit that could not read an account must not
-    mark anyone fixed.
+    mark anyone fixed. A violation that became exempt is closed as "exempted", never "fixed"; a
+    tag exemption is written to the audit trail the first time an audit sees it
+    (`record_tag_exemptions`).
     """
     for account in result.accounts:
         counts = {status: len(account.by_status(status)) for status in STATUSES}
         store.record_scan(account.account_id, started_at, finished_at, counts, account.error)
         if account.error is None:
             violating = [(u.arn, u.user_name) for u in account.by_status("violation")]
-            store.sync_episodes(account.account_id, violating, finished_at)
+            exempted = [u.arn for u in account.by_status("exempt")]
+            store.sync_episodes(account.account_id, violating, finished_at, exempted=exempted)
             store.save_snapshot(account.account_id, result.generated_at, account_to_json(account), finished_at)
+    record_tag_exemptions(store, result, finished_at)
+
+
+TAG_EXEMPTION_ACTION = "tag_exemption"
+AUDIT_ACTOR = "audit"
+
+
+def record_tag_exemptions(store: Store, result: AuditResult, now: datetime) -> int:
+    """Audit-trail each tag exemption (set outside Slack) the first time an audit sees it, or its value changed.
+
+    Returns how many were written. Target: the user's ARN; detail: the reason the finding shows.
+    """
+    seen = {u.arn: u.reason or "" for a in result.accounts if not a.error for u in a.users if u.exempt_by_tag}
+    if not seen:
+        return 0
+    known = store.latest_actions(TAG_EXEMPTION_ACTION, seen)
+    written = 0
+    for arn, reason in sorted(seen.items()):
+        if arn in known and known[arn].detail == reason:
+            continue
+        store.record_action(AUDIT_ACTOR, TAG_EXEMPTION_ACTION, arn, reason, now, outcome="exempt")
+        written += 1
+    return written
 
 
 def run_recorded_audit(

@@ -220,7 +220,20 @@ def test_tag_exemption_uses_its_value_as_reason():
         report(), [user("lee")], live={arn("lee"): live(40)}, tags={arn("lee"): {"mfa-exempt": "break-glass"}}
     )
     lee = judge(facts)["lee"]
-    assert (lee.status, lee.reason) == ("exempt", "tag mfa-exempt: break-glass")
+    assert (lee.status, lee.reason) == ("exempt", "exempt by tag, set outside Slack (mfa-exempt: break-glass)")
+    assert lee.exempt_by_tag
+
+
+def test_tag_exemptions_off_ignores_the_tag_and_slack_granted_ones_still_count():
+    tags = {arn("lee"): {"mfa-exempt": "break-glass"}, arn("max"): {"mfa-exempt": "x"}}
+    facts = facts_for(
+        report(), [user("lee"), user("max")], live={arn("lee"): live(40), arn("max"): live(40)}, tags=tags
+    )
+    granted = {arn("max"): Exemption("vendor laptop", NOW + timedelta(days=3), "U0ADMIN01")}
+    found = judge(facts, tag_exemptions=False, exemptions=granted)
+    assert found["lee"].status == "violation" and not found["lee"].exempt_by_tag
+    assert found["max"].status == "exempt" and not found["max"].exempt_by_tag  # granted in Slack: not a tag
+    assert judge(facts, exemptions=granted)["max"].exempt_by_tag is False  # Slack's grant wins over the tag
 
 
 def test_tag_key_is_configurable():

@@ -22,6 +22,12 @@ def test_defaults_match_the_contract():
     assert config.database_url == "sqlite:///mfa_bot.db"
     assert (config.grace_period_days, config.nudge_cooldown_hours) == (0, 24)
     assert not config.socket_mode
+    assert config.tag_exemptions is True
+
+
+@pytest.mark.parametrize(("raw", "on"), [("on", True), ("off", False), ("OFF", False), ("true", True)])
+def test_tag_exemptions_on_or_off(raw, on):
+    assert load(TAG_EXEMPTIONS=raw).tag_exemptions is on
 
 
 def test_values_are_parsed():
@@ -57,6 +63,7 @@ def test_values_are_parsed():
         ({"ACCOUNT_CHANNELS": "prod:C0AAA"}, "ACCOUNT_CHANNELS: 'prod:C0AAA' is not ACCOUNT_ID:CHANNEL_ID"),
         ({"ESCALATION_CHANNEL": "C0ESC"}, "ACCOUNT_CHANNELS and ESCALATION_CHANNEL work with the digest"),
         ({"AWS_ORGANIZATION": "maybe"}, "AWS_ORGANIZATION must be true or false"),
+        ({"TAG_EXEMPTIONS": "sometimes"}, "TAG_EXEMPTIONS must be true or false"),
         ({"SLACK_API_URL": "ftp://x"}, "SLACK_API_URL must be an http(s) URL"),
     ],
 )

@@ -283,3 +283,43 @@ def test_an_account_channel_digest_left_by_a_dead_process_is_taken_over_alone(
     assert resume_expired(desk, NOW) is None
     channels = [r.payload["channel"] for r in standin.calls("chat.postMessage")]
     assert sorted(channels) == sorted([CHANNEL, routed])  # each exactly once
+
+
+def test_a_violation_that_becomes_exempt_by_tag_is_exempted_in_rows_and_history_and_counted_apart(
+    store: Store, standin: SlackStandIn
+) -> None:
+    clock = Clock()
+    bob = violator("bob", tags={"slack-user-id": "U0BOB0001"})
+    erin = violator("erin", tags={"email": "erin@example.com"})
+    now = {"bob": bob}
+    desk = make_desk(store, standin, lambda: result(account([now["bob"], erin])), clock=clock)
+    assert post_digest(desk, "2026-11-27", "test", "scheduler").ok
+    now["bob"] = dataclasses.replace(  # someone with iam:TagUser set mfa-exempt on bob
+        bob,
+        status="exempt",
+        reason="exempt by tag, set outside Slack (mfa-exempt: vendor)",
+        exempt_by_tag=True,
+        tags={**bob.tags, "mfa-exempt": "vendor"},
+    )
+    clock.advance(minutes=30)
+    desk.fresh_audit()  # recorded: bob's episode closes as exempted, not fixed
+    assert store.changes_since(NOW).fixed == [] and [e.arn for e in store.changes_since(NOW).exempted] == [bob.arn]
+    trail = store.actions(action="tag_exemption")
+    assert [(a.actor, a.target, a.detail) for a in trail] == [
+        ("audit", bob.arn, "exempt by tag, set outside Slack (mfa-exempt: vendor)")
+    ]
+    desk.fresh_audit()  # seen again: written the first time only
+    assert len(store.actions(action="tag_exemption")) == 1
+    assert refresh_rows(desk, [bob.arn]) == 1
+    (update,) = standin.calls("chat.update")
+    row = payload_text(update)
+    assert ":large_yellow_circle: *exempted* at 09:30 (not fixed) · <@U0BOB0001> · `bob`" in row
+    assert "*fixed*" not in row
+
+    clock.advance(days=1)
+    standin.clear()
+    assert post_digest(desk, "2026-11-28", "test", "scheduler").ok
+    (top,) = standin.calls("chat.postMessage")
+    header = payload_text(top)
+    assert "*Fixed since the last digest:* 0" in header
+    assert "*Exempt:* *1 by tag, set outside Slack*" in header

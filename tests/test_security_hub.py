@@ -52,7 +52,8 @@ def test_each_audit_imports_its_findings_and_a_fix_resolves_without_duplicates(d
     imported = by_user(findings)
     assert {name for name, f in imported.items() if f["Workflow"]["Status"] == "NEW"} == DEMO_VIOLATORS
     assert workflow(imported["heidi"]) == ("SUPPRESSED", "FAILED", "ACTIVE")
-    assert imported["heidi"]["Note"]["Text"] == "tag mfa-exempt: break-glass account, password in the vault"
+    heidi_note = "exempt by tag, set outside Slack (mfa-exempt: break-glass account, password in the vault)"
+    assert imported["heidi"]["Note"]["Text"] == heidi_note
     assert workflow(imported["alice"]) == ("RESOLVED", "PASSED", "ARCHIVED")
     assert imported["bob"]["ProductArn"] == f"arn:aws:securityhub:us-east-1:{MANAGEMENT}:product/{MANAGEMENT}/default"
 

@@ -45,6 +45,15 @@ def test_sync_episodes_opens_continues_and_closes(store: Store) -> None:
     assert open_now[BOB].first_seen == T0 and open_now[BOB].fixed_at is None
 
 
+def test_a_violation_that_became_exempt_is_closed_as_exempted_never_fixed(store: Store) -> None:
+    store.sync_episodes(ACCOUNT, [(ALICE, "alice"), (BOB, "bob")], T0)
+    later = T0 + timedelta(hours=1)
+    changes = store.sync_episodes(ACCOUNT, [], later, exempted=[ALICE])
+    assert {(e.arn, e.closed_as) for e in changes.closed} == {(ALICE, "exempted"), (BOB, None)}
+    since = store.changes_since(T0)
+    assert [e.arn for e in since.fixed] == [BOB] and [e.arn for e in since.exempted] == [ALICE]
+
+
 def test_sync_episodes_only_touches_its_account(store: Store) -> None:
     dave = arn("dave", OTHER_ACCOUNT)
     store.sync_episodes(ACCOUNT, [(ALICE, "alice")], T0)

@@ -35,6 +35,7 @@ class Episode:
     first_seen: datetime
     last_seen: datetime
     fixed_at: datetime | None
+    closed_as: str | None = None  # "exempted": it became exempt, not fixed (None: fixed, or open)
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,11 @@ class EpisodeChanges:
 
 @dataclass(frozen=True)
 class Changes:
-    """Episodes opened (`new`) and closed (`fixed`) after a point in time; one may be in both."""
+    """Episodes opened (`new`) and closed (`fixed`, or `exempted`) after a point in time; one may be in both."""
 
     new: list[Episode]
     fixed: list[Episode]
+    exempted: list[Episode] = field(default_factory=list)  # closed because they became exempt, not fixed
 
 
 @dataclass(frozen=True)

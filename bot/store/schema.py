@@ -72,6 +72,7 @@ episodes = sa.Table(
     _ts("first_seen"),
     _ts("last_seen"),
     _ts("fixed_at", nullable=True),
+    sa.Column("closed_as", sa.String(16), nullable=True),  # "exempted"; NULL: fixed (or still open)
     sa.Index(
         "ix_episodes_open_arn",
         "arn",

@@ -42,6 +42,7 @@ from bot.store.records import (
 # "unknown": Slack may have posted the DM but its answer was lost (timed out, unreadable): the
 # cooldown window stays claimed so no second DM goes, and the digest row says "delivery unknown".
 NUDGE_OUTCOMES = ("sent", "failed", "skipped_cooldown", "unknown")
+EXEMPTED = "exempted"  # episodes.closed_as of a violation that became exempt (NULL: fixed)
 SCHEDULER = "scheduler"  # `sent_by` / `requested_by` of nudges nobody clicked for
 # Period keys of claims in the digests table that are not digests (one escalation per violation
 # episode): `last_digest` never returns them.
@@ -191,11 +192,14 @@ class Store:
 
     # -- violation episodes ------------------------------------------------------------------
 
-    def sync_episodes(self, account_id: str, violating: Iterable[tuple[str, str]], now: datetime) -> EpisodeChanges:
+    def sync_episodes(
+        self, account_id: str, violating: Iterable[tuple[str, str]], now: datetime, exempted: Iterable[str] = ()
+    ) -> EpisodeChanges:
         """Make the open episodes of `account_id` match `violating` [(arn, user_name)] as of `now`.
 
         Opens an episode per new violator, bumps last_seen of continuing ones and closes
-        (fixed_at=now) open ones no longer violating. Call it ONLY after a successful scan of
+        (fixed_at=now) open ones no longer violating: as "exempted" (`closed_as`) the ARNs in
+        `exempted` (they are exempt now, not fixed), the others as fixed. Call it ONLY after a successful scan of
         the account: the list of a failed scan is incomplete and would close episodes of people
         who are still violating. A failed scan must leave episodes alone.
         """
@@ -220,8 +224,14 @@ class Store:
             if seen:
                 bump = t.episodes.update().where(is_open, ep.arn.in_(seen)).values(last_seen=now)
                 continued = [_episode(row) for row in conn.execute(bump.returning(*t.episodes.c))]
-            close = t.episodes.update().where(is_open, ep.arn.not_in(list(names))).values(fixed_at=now)
-            closed = [_episode(row) for row in conn.execute(close.returning(*t.episodes.c))]
+            exempt = [arn for arn in dict.fromkeys(exempted) if arn not in names]
+            closing = sa.and_(is_open, ep.arn.not_in(list(names)))
+            closed = []
+            if exempt:
+                close = t.episodes.update().where(closing, ep.arn.in_(exempt)).values(fixed_at=now, closed_as=EXEMPTED)
+                closed += [_episode(row) for row in conn.execute(close.returning(*t.episodes.c))]
+            close = t.episodes.update().where(closing).values(fixed_at=now)
+            closed += [_episode(row) for row in conn.execute(close.returning(*t.episodes.c))]
 
         def by_arn(episodes: list[Episode]) -> list[Episode]:
             return sorted(episodes, key=lambda e: e.arn)
@@ -248,14 +258,19 @@ class Store:
             return [_episode(row) for row in conn.execute(query.order_by(t.episodes.c.first_seen, t.episodes.c.arn))]
 
     def changes_since(self, since: datetime) -> Changes:
-        """Episodes opened after `since` (new) and closed after `since` (fixed), e.g. since the last digest."""
+        """Episodes opened after `since` (new), and closed after it: fixed, or exempted (exempt now, never "fixed")."""
         since = _utc(since)
         ep = t.episodes.c
         with self._read() as conn:
             new = conn.execute(sa.select(t.episodes).where(ep.first_seen > since).order_by(ep.first_seen, ep.arn))
             new_episodes = [_episode(row) for row in new]
-            fixed = conn.execute(sa.select(t.episodes).where(ep.fixed_at > since).order_by(ep.fixed_at, ep.arn))
-            return Changes(new=new_episodes, fixed=[_episode(row) for row in fixed])
+            closed = conn.execute(sa.select(t.episodes).where(ep.fixed_at > since).order_by(ep.fixed_at, ep.arn))
+            closed_episodes = [_episode(row) for row in closed]
+        return Changes(
+            new=new_episodes,
+            fixed=[e for e in closed_episodes if e.closed_as != EXEMPTED],
+            exempted=[e for e in closed_episodes if e.closed_as == EXEMPTED],
+        )
 
     # -- exemptions ----------------------------------------------------------------------------
 
@@ -876,6 +891,21 @@ class Store:
                 .values(actor=actor, action=action, target=target, detail=detail, at=_utc(now), outcome=outcome)
                 .returning(t.actions.c.id)
             ).scalar_one()
+
+    def latest_actions(self, action: str, targets: Iterable[str]) -> dict[str, Action]:
+        """Target -> the latest audit-trail entry of `action` about it (targets without one are left out)."""
+        wanted = list(dict.fromkeys(targets))
+        found: dict[str, Action] = {}
+        a = t.actions.c
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                query = (
+                    sa.select(t.actions)
+                    .where(a.action == action, a.target.in_(wanted[start : start + 500]))
+                    .order_by(a.at, a.id)
+                )
+                found.update({row.target: Action(**row._mapping) for row in conn.execute(query)})
+        return found
 
     def actions(self, limit: int = 50, action: str | None = None, target: str | None = None) -> list[Action]:
         """The latest audit-trail entries, newest first (optionally of one action, and one target)."""
