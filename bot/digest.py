@@ -50,7 +50,7 @@ from slack_sdk.web import WebClient
 from bot import messages
 from bot.config import Config
 from bot.escalation import Overdue, escalation_key, select_overdue
-from bot.identity import IdentityChain, SlackDirectory
+from bot.identity import IdentityChain, SlackDirectory, track_identities
 from bot.messages import DigestAccount, DigestPart, DigestRow, DigestView, OverdueRow, RowState
 from bot.models import AuditResult, arn_user
 from bot.pacing import PacedSlack
@@ -153,7 +153,12 @@ class Desk:
         for account in result.accounts:
             if account.error is None:
                 self.aliases[account.account_id] = account.alias
-        return self.identity.annotate(result, self.store.links())
+        links = self.store.links()
+        try:
+            track_identities(self.store, self.identity, result, links, self.clock())
+        except Exception:
+            logger.exception("could not note who the IAM users resolve to")
+        return self.identity.annotate(result, links)
 
     def record(self, actor: str, action: str, target: str | None, detail: str | None, outcome: str = "ok") -> None:
         """Audit trail; a failure to write it is logged, never raised."""

@@ -22,12 +22,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
 from bot.models import AuditResult, UserFinding
+from bot.store.records import IdentityChange
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +119,37 @@ class _WithCaller:
         return self._directory.user_id_for_email(email)
 
 
+LINKED = "link set in Slack"
+
+
+def resolve_with_source(
+    finding: UserFinding,
+    links: Mapping[str, str],
+    directory: EmailLookup | None,
+    email_domain: str | None,
+    tag_slack_user_id: str = "slack-user-id",
+    tag_email: str = "email",
+) -> tuple[str | None, str | None]:
+    """(Slack user ID, how it was found) by the identity chain; a link set in Slack always wins over tags."""
+    linked = links.get(finding.arn)
+    if linked:
+        return linked, LINKED
+    tagged_id = (finding.tags.get(tag_slack_user_id) or "").strip()
+    if SLACK_USER_ID.fullmatch(tagged_id):
+        return tagged_id, f"{tag_slack_user_id} tag"
+    if directory is None:
+        return None, None
+    tagged_email = (finding.tags.get(tag_email) or "").strip()
+    if tagged_email:
+        found = directory.user_id_for_email(tagged_email)
+        if found:
+            return found, f"{tag_email} tag"
+    if email_domain:
+        found = directory.user_id_for_email(f"{finding.user_name}@{email_domain}")
+        return (found, "name + EMAIL_DOMAIN") if found else (None, None)
+    return None, None
+
+
 def resolve_slack_user(
     finding: UserFinding,
     links: Mapping[str, str],
@@ -126,22 +159,7 @@ def resolve_slack_user(
     tag_email: str = "email",
 ) -> str | None:
     """The Slack user ID of an IAM user by the identity chain (link, ID tag, email tag, name+domain)."""
-    linked = links.get(finding.arn)
-    if linked:
-        return linked
-    tagged_id = (finding.tags.get(tag_slack_user_id) or "").strip()
-    if SLACK_USER_ID.match(tagged_id):
-        return tagged_id
-    if directory is None:
-        return None
-    tagged_email = (finding.tags.get(tag_email) or "").strip()
-    if tagged_email:
-        found = directory.user_id_for_email(tagged_email)
-        if found:
-            return found
-    if email_domain:
-        return directory.user_id_for_email(f"{finding.user_name}@{email_domain}")
-    return None
+    return resolve_with_source(finding, links, directory, email_domain, tag_slack_user_id, tag_email)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +173,11 @@ class IdentityChain:
 
     def resolve(self, finding: UserFinding, links: Mapping[str, str]) -> str | None:
         """Forward: IAM user -> Slack user ID (or None)."""
-        return resolve_slack_user(
+        return self.resolve_source(finding, links)[0]
+
+    def resolve_source(self, finding: UserFinding, links: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """Forward, with how: (Slack user ID, "link set in Slack" / "<key> tag" / "name + EMAIL_DOMAIN")."""
+        return resolve_with_source(
             finding, links, self.directory, self.email_domain, self.tag_slack_user_id, self.tag_email
         )
 
@@ -184,6 +206,49 @@ class IdentityChain:
         directory = _WithCaller(self.directory, email, slack_user_id) if self.directory or email else None
         chain = dataclasses.replace(self, directory=directory)
         return [u for a in result.accounts for u in a.users if chain.resolve(u, links) == slack_user_id]
+
+
+IDENTITY_CHANGED = "identity_changed"
+TAGS_READ = frozenset({"violation", "exempt", "grace"})  # the statuses whose tags the audit reads
+
+
+class IdentityStore(Protocol):
+    """The part of the store identity tracking uses."""
+
+    def note_identities(self, current: Mapping[str, tuple[str, str]], now: datetime) -> list[IdentityChange]: ...
+
+    def record_action(
+        self, actor: str, action: str, target: str | None, detail: str | None, now: datetime, outcome: str = "ok"
+    ) -> int: ...
+
+
+def track_identities(
+    store: IdentityStore, chain: IdentityChain, result: AuditResult, links: Mapping[str, str], now: datetime
+) -> list[IdentityChange]:
+    """Note the Slack person each IAM user resolves to; a change since the last audit goes to the audit trail.
+
+    A new `slack-user-id` or `email` tag can redirect an IAM user's DMs to someone else: every such
+    change is written (action `identity_changed`, target the ARN) and `/mfa-check user NAME` shows it.
+    Only users whose tags the audit read are compared (a compliant user's tags are not read), and
+    a user who resolves to nobody now keeps the last person (a directory outage is not a change).
+    """
+    current: dict[str, tuple[str, str]] = {}
+    for account in result.accounts:
+        if account.error:
+            continue
+        for user in account.users:
+            if user.status not in TAGS_READ:
+                continue
+            person, source = chain.resolve_source(user, links)
+            if person and source:
+                current[user.arn] = (person, source)
+    if not current:
+        return []
+    changes = store.note_identities(current, now)
+    for change in changes:
+        store.record_action("audit", IDENTITY_CHANGED, change.arn, change.detail, now, outcome="changed")
+        logger.warning("the Slack person of an IAM user changed: %s", change.detail)
+    return changes
 
 
 def user_email(client: WebClient, slack_user_id: str) -> str | None:

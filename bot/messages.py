@@ -565,8 +565,32 @@ def not_found_message(result: AuditResult, caller_id: str) -> Message:
     )
 
 
-def user_detail_message(findings: Sequence[UserFinding], result: AuditResult) -> Message:
-    """`/mfa-check user NAME`: status, reason, devices, console password and the Slack person."""
+@dataclass(frozen=True)
+class IdentityNote:
+    """How an IAM user's Slack person was found, and the person before the last change (admins only)."""
+
+    source: str | None = None  # "link set in Slack", "slack-user-id tag", "email tag", "name + EMAIL_DOMAIN"
+    previous: str | None = None
+    previous_source: str | None = None
+    changed_at: datetime | None = None
+
+
+def identity_lines(note: IdentityNote | None) -> list[str]:
+    """The detail's lines about where the Slack person comes from and when it last changed."""
+    if note is None:
+        return []
+    lines = [f"*Found by:* {escape(note.source)}"] if note.source else []
+    if note.changed_at is not None and note.previous:
+        was = f"{mention(note.previous)} ({escape(note.previous_source or 'unknown')})"
+        lines.append(f":warning: *Slack person changed* {note.changed_at:%Y-%m-%d %H:%M} UTC: was {was}")
+    return lines
+
+
+def user_detail_message(
+    findings: Sequence[UserFinding], result: AuditResult, identities: Mapping[str, IdentityNote] | None = None
+) -> Message:
+    """`/mfa-check user NAME`: status, reason, devices, console password, the Slack person and how it was found."""
+    identities = identities or {}
     labels = {a.account_id: a.label for a in result.accounts}
     blocks: list[Block] = []
     for user in findings[: (MAX_BLOCKS - 1) // 2]:
@@ -583,6 +607,7 @@ def user_detail_message(findings: Sequence[UserFinding], result: AuditResult) ->
             + (f" ({_plural(days, 'day')} without MFA)" if user.status == "violation" and days is not None else ""),
             f"*MFA devices:* {_devices_text(user)}",
             f"*Slack person:* {person_text(user)}",
+            *identity_lines(identities.get(user.arn)),
             f"*ARN:* {code(user.arn)}",
         ]
         blocks.append(SectionBlock(text=mrkdwn(truncate("\n".join(lines), MAX_SECTION_CHARS))))

@@ -21,7 +21,7 @@ from slack_sdk.web import WebClient
 from bot import commands as grammar
 from bot import messages
 from bot.app import Services, report_failure
-from bot.identity import slack_user_exists, user_email
+from bot.identity import slack_user_exists, track_identities, user_email
 from bot.models import AuditResult, UserFinding
 from bot.slack import Responder, make_responder
 
@@ -132,7 +132,14 @@ def _auditing(services: Services, respond: Responder, asked_at: float) -> AuditR
 
 
 def _annotated(services: Services, result: AuditResult) -> AuditResult:
-    return services.identity.annotate(result, services.links())
+    """The result with each user's Slack person; a person who changed since the last audit is noted."""
+    links = services.links()
+    if services.store is not None:
+        try:
+            track_identities(services.store, services.identity, result, links, services.clock())
+        except Exception:
+            logger.exception("could not note who the IAM users resolve to")
+    return services.identity.annotate(result, links)
 
 
 def _audit(services: Services, client: WebClient, caller: str, respond: Responder, asked_at: float) -> None:
@@ -234,7 +241,19 @@ def _user(services: Services, command: grammar.UserDetail, respond: Responder, a
     if not found:
         _one_user(result, command.user, respond)
         return
-    _answer(respond, messages.user_detail_message(found, result), replace=True)
+    links = services.links()
+    people = {u.arn: services.identity.resolve_source(u, links)[1] for u in found}
+    known = services.store.identities([u.arn for u in found]) if services.store is not None else {}
+    notes = {
+        u.arn: messages.IdentityNote(
+            source=people.get(u.arn),
+            previous=known[u.arn].previous_slack_user_id if u.arn in known else None,
+            previous_source=known[u.arn].previous_source if u.arn in known else None,
+            changed_at=known[u.arn].changed_at if u.arn in known else None,
+        )
+        for u in found
+    }
+    _answer(respond, messages.user_detail_message(found, result, notes), replace=True)
 
 
 def _no_store(respond: Responder) -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 
 from bot.config import Config
-from bot.identity import IdentityChain, Roles, SlackDirectory, resolve_slack_user, user_email
+from bot.demo import demo_client
+from bot.identity import IdentityChain, Roles, SlackDirectory, resolve_slack_user, track_identities, user_email
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
 from bot.slack import BoundedRateLimitRetryHandler, make_responder, make_web_client
+from bot.store import Store
+from tests.fixtures_slack import ServedApp
 from tests.slack_standin import SlackStandIn, person
 
 
@@ -202,3 +207,68 @@ def test_many_retries_allowed_within_the_bound(standin: SlackStandIn) -> None:
     standin.rate_limit("chat.postMessage", retry_after=5, times=20)
     assert client.chat_postMessage(channel="C0CHAN001", text="hi")["ok"]
     assert len(slept) == 20
+
+
+# -- a redirected identity (issue 10, item 6) ----------------------------------------------------
+
+
+def violating(name: str, tags: dict[str, str]) -> AuditResult:
+    user = UserFinding(
+        account_id="123456789012",
+        user_name=name,
+        arn=f"arn:aws:iam::123456789012:user/{name}",
+        console_access=True,
+        mfa_devices=(),
+        status="violation",
+        tags=tags,
+    )
+    account = AccountFindings("123456789012", None, None, None, RootStatus(), [user])
+    return AuditResult(generated_at=datetime.now(UTC), accounts=[account])
+
+
+def test_a_person_who_changes_between_audits_is_written_to_the_audit_trail_once(store: Store) -> None:
+    chain = IdentityChain(directory=None)
+    bob = "arn:aws:iam::123456789012:user/bob"
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert track_identities(store, chain, violating("bob", {"slack-user-id": "U0BOB0001"}), {}, t0) == []
+    assert store.identities([bob])[bob].slack_user_id == "U0BOB0001"  # first sighting: no change
+    redirected = violating("bob", {"slack-user-id": "U0EVE0001"})  # someone with iam:TagUser
+    (change,) = track_identities(store, chain, redirected, {}, t0 + timedelta(hours=1))
+    assert (change.previous_slack_user_id, change.slack_user_id) == ("U0BOB0001", "U0EVE0001")
+    assert track_identities(store, chain, redirected, {}, t0 + timedelta(hours=2)) == []  # noted once
+    (trail,) = store.actions(action="identity_changed")
+    assert (trail.target, trail.detail) == (bob, "U0BOB0001 (slack-user-id tag) -> U0EVE0001 (slack-user-id tag)")
+    assert track_identities(store, chain, violating("bob", {}), {}, t0 + timedelta(hours=3)) == []  # nobody now
+    assert store.identities([bob])[bob].slack_user_id == "U0EVE0001"  # a lookup that finds no one is no change
+
+
+def test_a_link_set_in_slack_always_wins_over_tags(store: Store) -> None:
+    chain = IdentityChain(directory=None)
+    bob = "arn:aws:iam::123456789012:user/bob"
+    finding = violating("bob", {"slack-user-id": "U0EVE0001"}).accounts[0].users[0]
+    assert chain.resolve_source(finding, {bob: "U0BOB0001"}) == ("U0BOB0001", "link set in Slack")
+    assert chain.resolve_source(finding, {}) == ("U0EVE0001", "slack-user-id tag")
+
+
+def test_user_detail_shows_admins_where_the_person_comes_from_and_that_it_changed(
+    served_app: ServedApp, demo_account: str
+) -> None:
+    _, url = served_app.command("user bob")
+    first = json.dumps(served_app.final(url), ensure_ascii=False)
+    assert "*Slack person:* <@U0BOB0001>" in first and "*Found by:* slack-user-id tag" in first
+    assert "Slack person changed" not in first
+    demo_client(demo_account).tag_user(UserName="bob", Tags=[{"Key": "slack-user-id", "Value": "U0ERIN001"}])
+    _, url = served_app.command("user bob")
+    second = json.dumps(served_app.final(url), ensure_ascii=False)
+    assert "*Slack person:* <@U0ERIN001>" in second
+    assert "Slack person changed" in second and "was <@U0BOB0001> (slack-user-id tag)" in second
+    store = served_app.services.store
+    assert store is not None
+    assert [a.detail for a in store.actions(action="identity_changed")] == [
+        "U0BOB0001 (slack-user-id tag) -> U0ERIN001 (slack-user-id tag)"
+    ]
+    _, url = served_app.command("link bob <@U0BOB0001|bob>")  # a link set in Slack wins over the tag
+    served_app.final(url)
+    _, url = served_app.command("user bob")
+    third = json.dumps(served_app.final(url), ensure_ascii=False)
+    assert "*Slack person:* <@U0BOB0001>" in third and "*Found by:* link set in Slack" in third

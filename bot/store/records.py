@@ -159,6 +159,23 @@ class NudgeBatch:
 
 
 @dataclass(frozen=True)
+class IdentityChange:
+    """The Slack person an IAM user resolves to, and the one before it (None: never changed)."""
+
+    arn: str
+    slack_user_id: str
+    source: str
+    previous_slack_user_id: str | None = None
+    previous_source: str | None = None
+    changed_at: datetime | None = None
+
+    @property
+    def detail(self) -> str:
+        """For the audit trail: `U0OLD (email tag) -> U0NEW (slack-user-id tag)`."""
+        return f"{self.previous_slack_user_id} ({self.previous_source}) -> {self.slack_user_id} ({self.source})"
+
+
+@dataclass(frozen=True)
 class Action:
     """One audit-trail entry: who did what to whom, and whether it was allowed."""
 

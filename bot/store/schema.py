@@ -111,6 +111,19 @@ links = sa.Table(
     sa.Index(None, "slack_user_id"),
 )
 
+# The Slack person each IAM user last resolved to (identity chain), and the one before a change.
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("arn", sa.String(2048), primary_key=True),
+    sa.Column("slack_user_id", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),
+    _ts("seen_at"),
+    sa.Column("previous_slack_user_id", sa.String(64), nullable=True),
+    sa.Column("previous_source", sa.String(128), nullable=True),
+    _ts("changed_at", nullable=True),
+)
+
 # One row per DM attempt; nudge_arns lists the IAM users it covered (counted per ARN).
 nudges = sa.Table(
     "nudges",

@@ -30,6 +30,7 @@ from bot.store.records import (
     Digest,
     Episode,
     EpisodeChanges,
+    IdentityChange,
     Nudge,
     NudgeBatch,
     NudgeClaim,
@@ -351,6 +352,68 @@ class Store:
             return {
                 row.arn: row.slack_user_id for row in conn.execute(sa.select(t.links.c.arn, t.links.c.slack_user_id))
             }
+
+    def note_identities(self, current: Mapping[str, tuple[str, str]], now: datetime) -> list[IdentityChange]:
+        """Remember who each ARN resolves to now ({arn: (slack_user_id, source)}); returns the changes.
+
+        The first sighting of an ARN is no change. A change is decided by a conditional UPDATE
+        (on the person seen before), so of several processes noting it at once exactly one gets it.
+        """
+        now = _utc(now)
+        i = t.identities.c
+        wanted = list(current)
+        known: dict[str, Any] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(sa.select(t.identities).where(i.arn.in_(wanted[start : start + 500])))
+                known.update({row.arn: row for row in rows})
+        new = [
+            {"arn": arn, "slack_user_id": person, "source": source, "seen_at": now}
+            for arn, (person, source) in current.items()
+            if arn not in known
+        ]
+        moved = {arn: value for arn, value in current.items() if arn in known and known[arn].slack_user_id != value[0]}
+        if not new and not moved:
+            return []
+        changes: list[IdentityChange] = []
+        with self._write() as conn:
+            if new:
+                conn.execute(_insert(conn, t.identities).values(new).on_conflict_do_nothing(index_elements=["arn"]))
+            for arn, (person, source) in sorted(moved.items()):
+                before = known[arn]
+                updated = conn.execute(
+                    t.identities.update()
+                    .where(i.arn == arn, i.slack_user_id == before.slack_user_id)
+                    .values(
+                        slack_user_id=person,
+                        source=source,
+                        seen_at=now,
+                        previous_slack_user_id=before.slack_user_id,
+                        previous_source=before.source,
+                        changed_at=now,
+                    )
+                )
+                if updated.rowcount:
+                    changes.append(IdentityChange(arn, person, source, before.slack_user_id, before.source, now))
+        return changes
+
+    def identities(self, arns: Iterable[str]) -> dict[str, IdentityChange]:
+        """ARN -> the person it last resolved to, with the one before the last change (if it ever changed)."""
+        wanted = list(dict.fromkeys(arns))
+        found: dict[str, IdentityChange] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(t.identities).where(t.identities.c.arn.in_(wanted[start : start + 500]))
+                for row in conn.execute(query):
+                    found[row.arn] = IdentityChange(
+                        row.arn,
+                        row.slack_user_id,
+                        row.source,
+                        row.previous_slack_user_id,
+                        row.previous_source,
+                        row.changed_at,
+                    )
+        return found
 
     def arns_for_slack_user(self, slack_user_id: str) -> list[str]:
         """The IAM user ARNs linked to one Slack user, sorted."""
@@ -933,7 +996,7 @@ class Store:
         only once its episode is closed, so an open violation is never escalated twice), audit-trail
         entries (by at), exemptions that ended (expired or revoked) before the cutoff, snapshots of
         accounts no longer audited (by saved_at) and App Home visits (by opened_at).
-        Stays: open episodes, exemptions still in force or recently ended, links, pending
+        Stays: open episodes, exemptions still in force or recently ended, links, identities, pending
         outbox items and the cooldown windows (one row per person).
         """
         if older_than_days < 1:
