@@ -6,19 +6,22 @@ delays every call (default 100 ms: IAM's one endpoint seen from another continen
 audits the whole organization through assumed roles twice, 1 account at a time and 8 at a
 time, and prints wall time, CPU seconds (the bot's and the AWS stand-in's), calls and the ratio.
 
-    python -m benchmarks.accounts [--accounts 50] [--users 200] [--delay-ms 100]
+`--worst-case` runs it the way a user does and AWS can be at its least kind: `python -m bot
+check --json` as its own process (interpreter start, imports, store, JSON), every account's
+credential report cold before each run (GenerateCredentialReport answers STARTED), and a stand-in
+that closes every connection (as moto's own server does: a new TCP connection per call).
+
+    python -m benchmarks.accounts [--accounts 50] [--users 200] [--delay-ms 100] [--worst-case]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,17 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+from benchmarks.process import AwsStandIn, CheckRun, aws_stand_in, load_average, run_check  # noqa: E402
 from bot import service  # noqa: E402
 from bot.config import Config  # noqa: E402
 from bot.demo import DEMO_REGION, add_user, demo_client, role_client  # noqa: E402
 
 ROLE = "MfaBotAudit"
-
-
-def child_cpu_seconds(pid: int) -> float:
-    """utime + stime of a running process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def seed_account(moto_url: str, account_id: str, users: int, console: int, violators: int) -> set[tuple[str, str]]:
@@ -47,10 +45,50 @@ def seed_account(moto_url: str, account_id: str, users: int, console: int, viola
     return {(account_id, f"u{i:04d}") for i in range(violators)}
 
 
-def proxy_stats(proxy_url: str, reset: bool = False) -> dict:
-    request = urllib.request.Request(f"{proxy_url}/__proxy__/{'reset' if reset else 'stats'}", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+def whole_process(stand_in: AwsStandIn, concurrency: int, database_url: str) -> tuple[float, float, CheckRun]:
+    """One `python -m bot check --json` over the organization, every report cold: (wall, stand-in CPU, run)."""
+    stand_in.cold_report()
+    stand_in.stats(reset=True)
+    cpu_aws = stand_in.cpu_seconds()
+    env = {
+        "AWS_ENDPOINT_URL": stand_in.proxy_url,
+        "AWS_ORGANIZATION": "true",
+        "AWS_ROLE_NAME": ROLE,
+        "AWS_MAX_CONCURRENCY": str(concurrency),
+        "DATABASE_URL": database_url,
+    }
+    check = run_check(env)
+    return check.wall, stand_in.cpu_seconds() - cpu_aws, check
+
+
+def worst_case(stand_in: AwsStandIn, expected: set[tuple[str, str]]) -> int:
+    """Whole process, cold reports, a closing stand-in: 1 account at a time against 8."""
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite:///{tmp}/bot.db"
+        run_check({"DATABASE_URL": database_url}, ("migrate",))  # the store's schema, once: both runs alike
+        for concurrency in (1, 8):
+            print(f"load average: {load_average()}")
+            wall, cpu_aws, check = whole_process(stand_in, concurrency, database_url)
+            stats = stand_in.stats()
+            accounts = (check.document or {}).get("accounts", [])
+            findings = {(a["account_id"], u["user_name"], u["status"]) for a in accounts for u in a["users"]}
+            found = {(a, n) for a, n, status in findings if status == "violation"}
+            errors = [a["error"] for a in accounts if a["error"]]
+            runs[concurrency] = (wall, findings)
+            print(f"check --json, AWS_MAX_CONCURRENCY={concurrency}: {wall:.1f}s wall; CPU bot {check.cpu:.1f}s, "
+                  f"AWS stand-in {cpu_aws:.1f}s; {sum(stats['calls'].values())} calls "
+                  f"(the proxy saw {stats['max_keys_in_flight']} credentials at once); {len(accounts)} accounts, "
+                  f"{len(found)} violators, {len(errors)} errors, exit {check.exit_code}")  # fmt: skip
+            if errors or found != expected:
+                print(f"FAIL: errors {errors[:3]}, violators match seeded: {found == expected} {check.stderr[-300:]}")
+                return 1
+    ratio = runs[1][0] / runs[8][0]
+    same = runs[1][1] == runs[8][1]
+    print(f"worst case, speed-up with 8 accounts at a time: {ratio:.1f}x (target >= 5x); same findings: {same}")
+    ok = ratio >= 5 and same
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -60,18 +98,14 @@ def main() -> int:
     parser.add_argument("--console", type=int, default=140)
     parser.add_argument("--violators", type=int, default=20)
     parser.add_argument("--delay-ms", type=float, default=100.0)
+    parser.add_argument("--worst-case", action="store_true", help="whole process, cold reports, closed connections")
     args = parser.parse_args()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
         AWS_DEFAULT_REGION=DEMO_REGION, AWS_EC2_METADATA_DISABLED="true",
     )  # fmt: skip
-    stand_in = subprocess.Popen(
-        [sys.executable, "-m", "tests.iam_proxy", "--delay-ms", str(args.delay_ms)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        urls = dict(part.split("=", 1) for part in stand_in.stdout.readline().split())
-        moto_url, proxy_url = urls["moto"], urls["proxy"]
+    with aws_stand_in(args.delay_ms, close_connections=args.worst_case) as stand_in:
+        moto_url, proxy_url = stand_in.moto_url, stand_in.proxy_url
         started = time.perf_counter()
         org = demo_client(moto_url, "organizations")
         org.create_organization(FeatureSet="ALL")
@@ -86,6 +120,8 @@ def main() -> int:
             expected = set().union(*seeded)
         print(f"seeded {args.accounts} accounts x {args.users} users ({args.violators} violators each) "
               f"in {time.perf_counter() - started:.0f}s; delay {args.delay_ms:g} ms a call")  # fmt: skip
+        if args.worst_case:
+            return worst_case(stand_in, expected)
 
         base = Config(aws_endpoint_url=proxy_url, aws_organization=True, aws_role_name=ROLE)
         # Warm-up: every account's credential report is generated once, so both measured runs find
@@ -93,12 +129,12 @@ def main() -> int:
         service.run_audit(dataclasses.replace(base, aws_max_concurrency=8))
         runs = {}
         for concurrency in (1, 8):
-            proxy_stats(proxy_url, reset=True)
-            cpu_aws, cpu_bot, wall = child_cpu_seconds(stand_in.pid), time.process_time(), time.perf_counter()
+            stand_in.stats(reset=True)
+            cpu_aws, cpu_bot, wall = stand_in.cpu_seconds(), time.process_time(), time.perf_counter()
             result = service.run_audit(dataclasses.replace(base, aws_max_concurrency=concurrency))
             wall = time.perf_counter() - wall
-            cpu_bot, cpu_aws = time.process_time() - cpu_bot, child_cpu_seconds(stand_in.pid) - cpu_aws
-            stats = proxy_stats(proxy_url)
+            cpu_bot, cpu_aws = time.process_time() - cpu_bot, stand_in.cpu_seconds() - cpu_aws
+            stats = stand_in.stats()
             findings = {(u.account_id, u.user_name, u.status) for a in result.accounts for u in a.users}
             found = {(u.account_id, u.user_name) for u in result.violations}
             errors = [a.error for a in result.accounts if a.error]
@@ -116,9 +152,6 @@ def main() -> int:
         ok = ratio >= 5 and same
         print("PASS" if ok else "FAIL")
         return 0 if ok else 1
-    finally:
-        stand_in.terminate()
-        stand_in.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -112,10 +112,14 @@ class AwsStandIn:
 
 
 @contextmanager
-def aws_stand_in(delay_ms: float) -> Iterator[AwsStandIn]:
-    """Start `python -m tests.iam_proxy --delay-ms D` (moto and the proxy) and stop it on exit."""
+def aws_stand_in(delay_ms: float, close_connections: bool = False) -> Iterator[AwsStandIn]:
+    """Start `python -m tests.iam_proxy --delay-ms D` (moto and the proxy) and stop it on exit.
+
+    `close_connections`: the proxy closes every connection, as moto's own server does.
+    """
+    closing = ["--close-connections"] if close_connections else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.iam_proxy", "--delay-ms", str(delay_ms)],
+        [sys.executable, "-m", "tests.iam_proxy", "--delay-ms", str(delay_ms), *closing],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -80,9 +80,10 @@ def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-def _wsgi_handler(app: WsgiApp) -> type[BaseHTTPRequestHandler]:
+def _wsgi_handler(app: WsgiApp, close_connections: bool = False) -> type[BaseHTTPRequestHandler]:
     """A keep-alive HTTP/1.1 handler calling a WSGI app (werkzeug's server closes every connection,
-    which AWS does not: a new TCP connection per call would dominate a benchmark's CPU)."""
+    which AWS does not: a new TCP connection per call would dominate a benchmark's CPU).
+    `close_connections`: close each one anyway, like moto's own server (the worst case)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -115,6 +116,9 @@ def _wsgi_handler(app: WsgiApp) -> type[BaseHTTPRequestHandler]:
                 if key.lower() not in HOP_BY_HOP | {"content-length", "server", "date"}:
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
+            if close_connections:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
@@ -171,7 +175,7 @@ def forget_credential_reports() -> None:
 class IamProxy:
     """Serve `upstream` (a URL, or a WSGI app) after `delay_seconds`, unless a fault is set for the action."""
 
-    def __init__(self, upstream: str | WsgiApp, delay_seconds: float = 0.0) -> None:
+    def __init__(self, upstream: str | WsgiApp, delay_seconds: float = 0.0, close_connections: bool = False) -> None:
         self.inner: WsgiApp = ForwardTo(upstream) if isinstance(upstream, str) else upstream
         self.delay_seconds = delay_seconds
         self.calls: Counter[str] = Counter()
@@ -181,7 +185,7 @@ class IamProxy:
         self._keys_in_flight: Counter[str] = Counter()
         self.max_keys_in_flight = 0  # distinct credentials (= accounts, with assumed roles) at once
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _wsgi_handler(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _wsgi_handler(self, close_connections))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="iam-proxy", daemon=True)
 
@@ -295,9 +299,13 @@ def _serve_forever() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--close-connections", action="store_true", help="close each connection, as moto's server does")
     args = parser.parse_args()
     moto = moto_wsgi_app()
-    with IamProxy(moto) as direct, IamProxy(moto, delay_seconds=args.delay_ms / 1000) as proxy:
+    with (
+        IamProxy(moto) as direct,
+        IamProxy(moto, delay_seconds=args.delay_ms / 1000, close_connections=args.close_connections) as proxy,
+    ):
         print(f"moto={direct.url} proxy={proxy.url}", flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
 
