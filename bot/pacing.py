@@ -19,6 +19,7 @@ WebClient with one pacer per method, shared by every thread of the process.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackClientError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.models.blocks import Block
 from slack_sdk.web import WebClient
 
@@ -233,6 +235,24 @@ class PacedSlack:
         for handler in client.retry_handlers:
             if isinstance(handler, BoundedRateLimitRetryHandler):
                 handler.listeners.append(listener)
+        self._once: WebClient | None = None
+
+    def _at_most_once(self) -> WebClient:
+        """The same client without the retries that could repeat a request Slack may have acted on.
+
+        A 5xx or a connection dropped after the request went out may still have posted the message:
+        repeating it could post twice. Only a 429 (Slack refused it: nothing was posted) is retried.
+        """
+        if self._once is None:
+            client = self.client
+            self._once = WebClient(
+                token=client.token,
+                base_url=client.base_url,
+                timeout=client.timeout,
+                retry_handlers=[h for h in client.retry_handlers if isinstance(h, RateLimitErrorRetryHandler)],
+                logger=logging.getLogger("bot.slack.web"),
+            )
+        return self._once
 
     @classmethod
     def scaled(cls, client: WebClient, factor: float) -> PacedSlack:
@@ -272,13 +292,17 @@ class PacedSlack:
                 pacer.sent(ok)
 
     def post(
-        self, channel: str, text: str, blocks: Sequence[Block | dict[str, Any]], thread_ts: str | None = None
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Block | dict[str, Any]],
+        thread_ts: str | None = None,
+        at_most_once: bool = False,
     ) -> tuple[str, str]:
         """chat.postMessage; returns (channel ID, ts) as Slack answered them (NoTsInAnswer: it named none)."""
+        client = self._at_most_once() if at_most_once else self.client
         with self._paced("chat.postMessage", self._channels.get(channel)):
-            response = self.client.chat_postMessage(
-                channel=channel, text=text, blocks=list(blocks), thread_ts=thread_ts
-            )
+            response = client.chat_postMessage(channel=channel, text=text, blocks=list(blocks), thread_ts=thread_ts)
         ts = response.get("ts")
         if not ts:
             raise NoTsInAnswer("chat.postMessage answered without a ts")
@@ -289,7 +313,7 @@ class PacedSlack:
 
         Returns the DM channel's ID as Slack answered it (what chat.update needs) and the ts.
         """
-        return self.post(user_id, text, blocks)
+        return self.post(user_id, text, blocks, at_most_once=True)  # a DM goes at most once
 
     def update(self, channel: str, ts: str, text: str, blocks: Sequence[Block | dict[str, Any]]) -> None:
         """chat.update: replace a message's text and blocks."""

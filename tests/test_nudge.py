@@ -344,3 +344,14 @@ def test_a_resumed_nudge_all_item_in_flight_counts_as_delivery_unknown_in_the_su
     assert messages.nudge_batch_done_text(2, 1, 0, 1) == (
         "Nudge all finished: 2 sent, 1 skipped (cooldown), 0 failed, 1 delivery unknown."
     )
+
+
+def test_a_dm_that_slack_may_have_posted_is_never_retried_into_a_second_dm(store: Store, standin: SlackStandIn) -> None:
+    desk = make_desk(store, standin, two_people)
+    standin.reply("chat.postMessage", Reply(500, {"ok": False, "error": "internal_error"}))  # posted, then failed?
+    answer = Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin")
+    assert answer.outcome == "unknown"
+    assert len(dms_to(standin, "U0ERIN001")) == 1  # no automatic retry of a post Slack may have made
+    standin.rate_limit("chat.postMessage", retry_after=0, times=1)  # a 429 posted nothing: waited out, retried
+    desk.clock.advance(hours=25)  # type: ignore[attr-defined]
+    assert Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin").outcome == "sent"
