@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -21,6 +22,9 @@ SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 SECRET_SETTINGS = frozenset({"slack_bot_token", "slack_app_token", "slack_signing_secret", "aws_external_id"})
+QUEUE_HOST = re.compile(
+    r"^(?:sqs(?:-fips)?\.)?(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"
+)
 
 
 class ConfigError(ValueError):
@@ -64,6 +68,13 @@ class Config:
     report_deadline_seconds: float = 60.0
     live_check_concurrency: int = 8
     security_hub_import: bool = False
+    events_queue_url: str | None = None
+    alert_channel: str | None = None
+
+    @property
+    def alerts_to(self) -> str | None:
+        """Where real-time alerts go: ALERT_CHANNEL, else DIGEST_CHANNEL."""
+        return self.alert_channel or self.digest_channel
 
     def __repr__(self) -> str:
         """Every setting, with tokens and secrets as '***' and DATABASE_URL's password masked."""
@@ -181,6 +192,27 @@ def _account_channels(env: Mapping[str, str]) -> dict[str, str]:
     return routes
 
 
+def queue_region(url: str) -> str | None:
+    """The AWS region of an SQS queue URL (`https://sqs.REGION.amazonaws.com/...`); None when the host names none."""
+    host = urlsplit(url).hostname or ""
+    match = QUEUE_HOST.match(host)
+    return match["region"] if match else None
+
+
+def _queue_url(env: Mapping[str, str]) -> str | None:
+    url = _str(env, "EVENTS_QUEUE_URL")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    path = [p for p in parts.path.split("/") if p]
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(path) != 2 or not ACCOUNT_ID.match(path[0]):
+        raise ConfigError(
+            "EVENTS_QUEUE_URL must be an SQS queue URL like "
+            f"https://sqs.us-east-1.amazonaws.com/123456789012/mfa-bot-events, got {url[:80]!r}"
+        )
+    return url
+
+
 def _digest_cron(env: Mapping[str, str]) -> str | None:
     raw = env.get("DIGEST_CRON", "").strip()
     if not raw:
@@ -229,6 +261,11 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
     if (account_channels or escalation_channel) and not digest_channel:
         raise ConfigError("ACCOUNT_CHANNELS and ESCALATION_CHANNEL work with the digest: set DIGEST_CHANNEL too")
 
+    events_queue_url = _queue_url(env)
+    alert_channel = _channel(env, "ALERT_CHANNEL")
+    if events_queue_url and not (alert_channel or digest_channel):
+        raise ConfigError("EVENTS_QUEUE_URL sends alerts to a channel: set ALERT_CHANNEL or DIGEST_CHANNEL")
+
     timezone = _str(env, "DIGEST_TIMEZONE") or "UTC"
     try:
         ZoneInfo(timezone)
@@ -268,4 +305,6 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         report_deadline_seconds=_float(env, "REPORT_DEADLINE_SECONDS", 60.0),
         live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 8, minimum=1),
         security_hub_import=_bool(env, "SECURITY_HUB_IMPORT", False),
+        events_queue_url=events_queue_url,
+        alert_channel=alert_channel,
     )

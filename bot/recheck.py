@@ -270,3 +270,12 @@ class Rechecker:
         desk.record(SCHEDULER, "recheck_scheduled", None, detail, outcome="ok" if not failed else "partial")
         logger.info("scheduled re-check: %s", detail)
         return RecheckSummary(checked=checked, fixed=tuple(fixed), failed_accounts=tuple(failed))
+
+    def live_client(self, account_id: str) -> tuple[Any, str] | None:
+        """An IAM client for `account_id` (its role assumed for a member account) and the partition.
+
+        None when the account is not audited by this bot. The real-time events check users through it.
+        """
+        base, targets, partition = self._targets()
+        target = targets.get(account_id)
+        return None if target is None else (service.iam_client(self.desk.config, base, target), partition)

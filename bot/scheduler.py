@@ -39,6 +39,7 @@ from bot.service import utc_now
 
 if TYPE_CHECKING:
     from bot.app import Services
+    from bot.event_queue import QueuePoller
     from bot.nudges import NudgeWorker
 
 logger = logging.getLogger(__name__)
@@ -262,20 +263,27 @@ def _logged(job: Callable[[], Any], name: str) -> Callable[[], Any]:
 
 @dataclass
 class Background:
-    """What `serve` runs beside the Slack listeners: the scheduler and the nudge worker."""
+    """What `serve` runs beside the Slack listeners: the scheduler, the nudge worker, the event poller."""
 
     scheduler: BotScheduler
     worker: NudgeWorker | None
+    events: QueuePoller | None = None
 
     def stop(self) -> None:
-        """Stop both: the worker after the DM in hand, the scheduler after its running jobs."""
+        """Stop them: the poller and the worker after what they hold, the scheduler after its running jobs."""
+        if self.events is not None:
+            self.events.stop()
         if self.worker is not None:
             self.worker.stop()
         self.scheduler.shutdown(wait=False)
 
+    def health(self) -> dict[str, Any]:
+        """Extra /healthz fields: the event queue's state when real-time mode is on."""
+        return {"events_queue": self.events.health()} if self.events is not None else {}
+
 
 def start_background(config: Config, services: Services) -> Background:
-    """Start the scheduler (digest, re-check, prune) and the nudge worker for a serving process."""
+    """Start the scheduler (digest, re-check, prune), the nudge worker and (EVENTS_QUEUE_URL) the event poller."""
     from bot.digest import post_scheduled_digest, resume_expired
     from bot.nudges import NudgeWorker
 
@@ -294,5 +302,9 @@ def start_background(config: Config, services: Services) -> Background:
     scheduler = BotScheduler(config, jobs, clock=services.clock)
     scheduler.start()
     background = Background(scheduler, worker)
+    if config.events_queue_url and desk is not None and services.rechecker is not None and services.nudger is not None:
+        from bot.event_queue import start_events
+
+        background.events = start_events(config, desk, services.rechecker, services.nudger)
     atexit.register(background.stop)
     return background

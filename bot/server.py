@@ -73,9 +73,15 @@ class Runtime:
             self.health_checks.setdefault("database", lambda: reachable(store.engine))
 
     def health(self) -> dict[str, Any]:
-        """{"ok": all checks pass, name: "ok" | "unreachable" per check}."""
+        """{"ok": all checks pass, name: "ok" | "unreachable" per check}, plus the background's details.
+
+        The background reports the event queue (`events_queue`: ok, error, last poll) without
+        failing the check: the bot still serves Slack while the queue is unreachable.
+        """
         results = {name: check() for name, check in self.health_checks.items()}
-        return {"ok": all(results.values()), **{name: "ok" if ok else "unreachable" for name, ok in results.items()}}
+        details = self.background.health() if self.background is not None else {}
+        checks = {name: "ok" if ok else "unreachable" for name, ok in results.items()}
+        return {"ok": all(results.values()), **checks, **details}
 
     def close(self) -> None:
         """Stop the background work and close the store."""

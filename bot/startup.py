@@ -42,7 +42,7 @@ def startup_facts(config: Config, now: datetime | None = None) -> list[str]:
     from bot.store import mask_url
 
     mode = "Socket Mode" if config.socket_mode else f"HTTP on port {config.port} (POST {EVENTS_PATH})"
-    queue = getattr(config, "events_queue_url", None)
+    queue = config.events_queue_url
     return [
         f"mode: {mode}",
         f"accounts: {_accounts(config)}",

@@ -117,3 +117,34 @@ def test_database_url_is_validated_with_the_rest_and_never_echoed(url):
         load(DATABASE_URL=url)
     assert str(info.value).startswith("DATABASE_URL") and "hunter2" not in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_events_queue_url_alert_channel_and_the_queue_region():
+    from bot.config import queue_region
+
+    config = load(
+        EVENTS_QUEUE_URL="https://sqs.eu-west-1.amazonaws.com/123456789012/mfa-bot-events", DIGEST_CHANNEL="C0DIGEST"
+    )
+    assert config.events_queue_url.endswith("/123456789012/mfa-bot-events")
+    assert config.alerts_to == "C0DIGEST"  # ALERT_CHANNEL defaults to DIGEST_CHANNEL
+    assert load(ALERT_CHANNEL="C0ALERTS", DIGEST_CHANNEL="C0DIGEST").alerts_to == "C0ALERTS"
+    assert load().events_queue_url is None and load().alerts_to is None
+    assert queue_region("https://sqs.eu-west-1.amazonaws.com/123456789012/q") == "eu-west-1"
+    assert queue_region("https://us-east-2.queue.amazonaws.com/123456789012/q") == "us-east-2"
+    assert queue_region("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q") == "cn-north-1"
+    assert queue_region("http://127.0.0.1:5000/123456789012/q") is None  # a local SQS: AWS_DEFAULT_REGION
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EVENTS_QUEUE_URL": "mfa-bot-events", "DIGEST_CHANNEL": "C0D"}, "EVENTS_QUEUE_URL must be an SQS queue URL"),
+        ({"EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/12/q", "DIGEST_CHANNEL": "C0D"}, "EVENTS_QUEUE_URL"),
+        ({"EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q"}, "set ALERT_CHANNEL or DIGEST"),
+        ({"ALERT_CHANNEL": "#security"}, "ALERT_CHANNEL must be a channel ID"),
+    ],
+)
+def test_bad_events_settings_are_one_line(env, message):
+    with pytest.raises(ConfigError) as caught:
+        load(**env)
+    assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -125,3 +125,44 @@ def test_the_container_keeps_its_store_in_the_data_volume(env_file):
     database = make_url(load_config(env, dotenv_path=None).database_url).database or ""
     store = posixpath.normpath(posixpath.join(workdir, database))
     assert volumes == ["/data"] and store.startswith("/data/"), store
+
+
+def _template(name: str) -> tuple[str, dict]:
+    text = (ROOT / "deploy" / name).read_text()
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    return text, yaml.load(text, Loader=Loader)
+
+
+def test_events_template_lints_clean_and_routes_exactly_the_events_the_bot_handles():
+    from bot.events import API_CALL, CONSOLE_LOGIN, IAM_CHANGES, SIGN_IN
+
+    text, template = _template("events.yaml")
+    assert [m for m in lint_all(text) if m.rule.id[0] in "EW"] == []
+    resources = template["Resources"]
+    iam = resources["IamChangesRule"]["Properties"]["EventPattern"]
+    assert iam["detail-type"] == [API_CALL] and iam["detail"]["eventSource"] == ["iam.amazonaws.com"]
+    assert set(iam["detail"]["eventName"]) == set(IAM_CHANGES)
+    login = resources["ConsoleLoginWithoutMfaRule"]["Properties"]["EventPattern"]
+    assert login["detail-type"] == [SIGN_IN] and login["detail"]["eventName"] == [CONSOLE_LOGIN]
+    assert login["detail"]["additionalEventData"] == {"MFAUsed": ["No"]}
+    assert login["detail"]["userIdentity"] == {"type": ["IAMUser"]}
+    queue = resources["EventsQueue"]["Properties"]
+    assert "deadLetterTargetArn" in queue["RedrivePolicy"] and "maxReceiveCount" in queue["RedrivePolicy"]
+    policy = resources["EventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert policy["Principal"] == {"Service": "events.amazonaws.com"} and policy["Action"] == "sqs:SendMessage"
+
+
+def test_bot_policy_grants_the_queue_actions_the_poller_calls_on_the_templates_queue():
+    called = set(re.findall(r"\.sqs\.([a-z_]+)\(", (ROOT / "bot" / "event_queue.py").read_text()))
+    assert called == {"receive_message", "delete_message", "change_message_visibility"}
+    policy = json.loads((ROOT / "deploy" / "bot-policy.json").read_text())
+    (statement,) = [s for s in policy["Statement"] if any(str(a).startswith("sqs:") for a in s["Action"])]
+    assert {a.split(":", 1)[1].lower() for a in statement["Action"]} == {c.replace("_", "") for c in called}
+    queue_name = _template("events.yaml")[1]["Parameters"]["QueueName"]["Default"]
+    assert statement["Resource"].endswith(f":{queue_name}")
+    readme = (ROOT / "README.md").read_text()
+    assert all(action in readme for action in statement["Action"])

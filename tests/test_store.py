@@ -532,6 +532,11 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
     store.save_snapshot(ACCOUNT, now, "{}", now)
     store.note_home_opened("U0GONE", old)
     store.note_home_opened("U0BOB", now)
+    for event_id, at in (("old-event", old), ("new-event", now)):
+        store.claim_event(event_id, ACCOUNT, "CreateLoginProfile", "host:1", at, 60)
+        store.finish_event(event_id, "opened", at)
+        store.claim_alert(f"login:{event_id}", event_id, at)
+    store.claim_event("unfinished", ACCOUNT, "CreateLoginProfile", "host:1", old, 60)
 
     counts = store.prune(30, now)
 
@@ -546,7 +551,11 @@ def test_prune_deletes_old_history_and_keeps_current_state(store: Store) -> None
         "actions": 1,
         "account_snapshots": 1,
         "home_openers": 1,
+        "event_claims": 1,
+        "alert_claims": 1,
     }
+    assert store.event_claim("old-event") is None and store.event_claim("new-event").handled
+    assert store.event_claim("unfinished") is not None  # never handled: kept
     assert [s.started_at for s in store.scans()] == [now]
     assert [e.arn for e in store.open_episodes()] == [BOB]
     assert list(store.active_exemptions(now)) == [BOB]

@@ -196,3 +196,20 @@ class Snapshot:
     audited_at: datetime
     saved_at: datetime
     findings: str
+
+
+@dataclass(frozen=True)
+class EventClaim:
+    """The outcome of `Store.claim_event` for one CloudTrail eventID.
+
+    `won`: this process holds it now (`steps` lists what an earlier attempt already did).
+    Otherwise `handled` says whether it is done (delete the message) or another process holds
+    its lease (leave the message; it comes back if that process fails).
+    """
+
+    event_id: str
+    won: bool
+    handled: bool
+    attempts: int = 0
+    steps: tuple[str, ...] = ()
+    outcome: str | None = None

@@ -260,3 +260,32 @@ home_openers = sa.Table(
     _ts("opened_at"),
     sa.Index(None, "opened_at"),
 )
+
+# Real-time events: one row per CloudTrail eventID, claimed (leased) by the process handling it and
+# marked handled once done, so a redelivered or duplicated SQS message changes nothing twice.
+# `steps` lists what the handler already did (a retry after a failure skips those).
+event_claims = sa.Table(
+    "event_claims",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("account_id", sa.String(32), nullable=False),
+    sa.Column("event_name", sa.String(64), nullable=False),
+    sa.Column("claimed_by", sa.String(255), nullable=False),
+    _ts("claimed_at"),
+    _ts("lease_until"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("steps", sa.Text, nullable=False),
+    _ts("handled_at", nullable=True),
+    sa.Column("outcome", sa.String(64), nullable=True),
+    sa.Index(None, "handled_at"),
+)
+
+# Alerts that go once per key (e.g. a console sign-in without MFA: once per episode per day).
+alert_claims = sa.Table(
+    "alert_claims",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    _ts("claimed_at"),
+    sa.Index(None, "claimed_at"),
+)

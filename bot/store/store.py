@@ -30,6 +30,7 @@ from bot.store.records import (
     Digest,
     Episode,
     EpisodeChanges,
+    EventClaim,
     IdentityChange,
     Nudge,
     NudgeBatch,
@@ -67,6 +68,10 @@ def _utc(value: datetime) -> datetime:
 def _insert(conn: Connection, table: sa.Table) -> Any:
     """INSERT with ON CONFLICT support: the only place the two dialects differ."""
     return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+def _steps(text: str | None) -> tuple[str, ...]:
+    return tuple(step for step in (text or "").split(",") if step)
 
 
 def _episode(row: Any) -> Episode:
@@ -248,6 +253,26 @@ class Store:
                 .values(fixed_at=_utc(now))
                 .returning(*t.episodes.c)
             ).first()
+        return None if row is None else _episode(row)
+
+    def open_episode(self, arn: str, account_id: str, user_name: str, now: datetime) -> Episode | None:
+        """Open an episode for `arn` now (a real-time event found it violating); None if one is already open.
+
+        Decided by the unique index on open episodes, so of two processes opening it, one wins.
+        """
+        now = _utc(now)
+        values = {"arn": arn, "account_id": account_id, "user_name": user_name, "first_seen": now, "last_seen": now}
+        with self._write() as conn:
+            insert = _insert(conn, t.episodes).values(values)
+            insert = insert.on_conflict_do_nothing(index_elements=["arn"], index_where=t.episodes.c.fixed_at.is_(None))
+            row = conn.execute(insert.returning(*t.episodes.c)).first()
+        return None if row is None else _episode(row)
+
+    def episode_of(self, arn: str) -> Episode | None:
+        """The open episode of `arn`, or None."""
+        query = sa.select(t.episodes).where(t.episodes.c.arn == arn, t.episodes.c.fixed_at.is_(None))
+        with self._read() as conn:
+            row = conn.execute(query).first()
         return None if row is None else _episode(row)
 
     def open_episodes(self, account_id: str | None = None) -> list[Episode]:
@@ -942,6 +967,101 @@ class Store:
             row = conn.execute(query).first()
         return None if row is None else Digest(**row._mapping)
 
+    # -- real-time events ------------------------------------------------------------------------
+
+    def claim_event(
+        self, event_id: str, account_id: str, event_name: str, owner: str, now: datetime, lease_seconds: float
+    ) -> EventClaim:
+        """Claim a CloudTrail event for handling: new, or not handled and its lease expired (or released).
+
+        Decided by the database (INSERT ... ON CONFLICT DO UPDATE ... WHERE), so of several
+        processes that received the same event, one handles it; once `finish_event` marks it
+        handled, nobody ever claims it again.
+        """
+        now = _utc(now)
+        c = t.event_claims.c
+        lease = now + timedelta(seconds=lease_seconds)
+        with self._write() as conn:
+            insert = _insert(conn, t.event_claims).values(
+                event_id=event_id,
+                account_id=account_id,
+                event_name=event_name,
+                claimed_by=owner,
+                claimed_at=now,
+                lease_until=lease,
+                attempts=1,
+                steps="",
+            )
+            insert = insert.on_conflict_do_update(
+                index_elements=["event_id"],
+                set_={"claimed_by": owner, "claimed_at": now, "lease_until": lease, "attempts": c.attempts + 1},
+                where=sa.and_(c.handled_at.is_(None), c.lease_until <= now),
+            )
+            row = conn.execute(insert.returning(c.attempts, c.steps)).first()
+            if row is not None:
+                return EventClaim(event_id, won=True, handled=False, attempts=row.attempts, steps=_steps(row.steps))
+            held = conn.execute(
+                sa.select(c.handled_at, c.attempts, c.steps, c.outcome).where(c.event_id == event_id)
+            ).one()
+        return EventClaim(
+            event_id,
+            won=False,
+            handled=held.handled_at is not None,
+            attempts=held.attempts,
+            steps=_steps(held.steps),
+            outcome=held.outcome,
+        )
+
+    def event_step_done(self, event_id: str, step: str) -> None:
+        """Note that the handler of a claimed event did `step` (a retry skips it)."""
+        c = t.event_claims.c
+        with self._write() as conn:
+            current = conn.execute(sa.select(c.steps).where(c.event_id == event_id)).scalar()
+            if current is None:
+                raise LookupError(f"event {event_id} is not claimed")
+            if step not in _steps(current):
+                steps = ",".join((*_steps(current), step))
+                conn.execute(t.event_claims.update().where(c.event_id == event_id).values(steps=steps))
+
+    def finish_event(self, event_id: str, outcome: str, now: datetime) -> None:
+        """Mark a claimed event handled (`outcome`: what it led to): it is never handled again."""
+        c = t.event_claims.c
+        with self._write() as conn:
+            conn.execute(
+                t.event_claims.update()
+                .where(c.event_id == event_id, c.handled_at.is_(None))
+                .values(handled_at=_utc(now), outcome=outcome)
+            )
+
+    def release_event(self, event_id: str, owner: str, now: datetime) -> bool:
+        """Give up the lease of an event that failed, so any process may retry it when it comes back."""
+        c = t.event_claims.c
+        with self._write() as conn:
+            result = conn.execute(
+                t.event_claims.update()
+                .where(c.event_id == event_id, c.claimed_by == owner, c.handled_at.is_(None))
+                .values(lease_until=_utc(now))
+            )
+            return result.rowcount > 0
+
+    def event_claim(self, event_id: str) -> EventClaim | None:
+        """The claim of one event as stored (won is False: nobody is claiming by reading), or None."""
+        c = t.event_claims.c
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(c.handled_at, c.attempts, c.steps, c.outcome).where(c.event_id == event_id)
+            ).first()
+        if row is None:
+            return None
+        return EventClaim(event_id, False, row.handled_at is not None, row.attempts, _steps(row.steps), row.outcome)
+
+    def claim_alert(self, key: str, event_id: str, now: datetime) -> bool:
+        """Claim an alert that goes once per `key`; exactly one caller ever wins."""
+        with self._write() as conn:
+            insert = _insert(conn, t.alert_claims).values(key=key, event_id=event_id, claimed_at=_utc(now))
+            insert = insert.on_conflict_do_nothing(index_elements=["key"])
+            return conn.execute(insert.returning(t.alert_claims.c.key)).first() is not None
+
     # -- audit trail ---------------------------------------------------------------------------
 
     def record_action(
@@ -995,7 +1115,9 @@ class Store:
         outbox items (by completed_at), digests with their rows (by claimed_at; an escalation claim
         only once its episode is closed, so an open violation is never escalated twice), audit-trail
         entries (by at), exemptions that ended (expired or revoked) before the cutoff, snapshots of
-        accounts no longer audited (by saved_at) and App Home visits (by opened_at).
+        accounts no longer audited (by saved_at), App Home visits (by opened_at), and handled
+        events and alert claims (an SQS message lives 14 days at most: a handled eventID kept
+        RETENTION_DAYS still stops any redelivery).
         Stays: open episodes, exemptions still in force or recently ended, links, identities, pending
         outbox items and the cooldown windows (one row per person).
         """
@@ -1014,6 +1136,8 @@ class Store:
             "actions": t.actions.delete().where(t.actions.c.at < cutoff),
             "account_snapshots": t.account_snapshots.delete().where(t.account_snapshots.c.saved_at < cutoff),
             "home_openers": t.home_openers.delete().where(t.home_openers.c.opened_at < cutoff),
+            "event_claims": t.event_claims.delete().where(t.event_claims.c.handled_at < cutoff),
+            "alert_claims": t.alert_claims.delete().where(t.alert_claims.c.claimed_at < cutoff),
         }
         with self._write() as conn:
             return {name: conn.execute(statement).rowcount for name, statement in deletes.items()}
