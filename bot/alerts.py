@@ -30,6 +30,7 @@ DM_OUTCOMES = {
     "sent": "DM sent with the set-up steps",
     "skipped_cooldown": "no DM: the person was nudged within the cooldown",
     "failed": "the DM could not be sent (recorded as failed)",
+    "unknown": "DM delivery unknown (Slack did not answer; not repeated within the cooldown)",
     "no_person": "no Slack person found: link one with `/mfa-check link NAME @person`",
 }
 
