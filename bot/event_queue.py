@@ -51,14 +51,15 @@ logger = logging.getLogger(__name__)
 
 WAIT_SECONDS = 20  # SQS long poll (the maximum)
 BATCH = 10  # messages per receive (the maximum)
-WORKERS = 4  # events of one batch handled side by side
+WORKERS = 4  # events handled side by side (more only queue up on SQLite's one writer); the next long poll
+# starts while they run, holding at most WORKERS + BATCH messages
 LEASE_SECONDS = 120.0  # a claim held this long by a process that died is taken over
 CLIENT_SECONDS = 600.0  # an account's IAM client (assumed-role credentials last an hour) is reused this long
 UNKNOWN_SECONDS = 60.0  # an account found not configured is not looked up again for this long
 RETRY_BASE_SECONDS = 30  # a failed message comes back after 30 s, 60 s, 120 s … (at most MAX_RETRY_SECONDS)
 MAX_RETRY_SECONDS = 900
+IN_PROGRESS_SECONDS = 5  # a message whose event another worker or process holds is looked at again then
 MAX_QUEUE_BACKOFF = 60.0
-EVENTS_ACTOR = "events"  # actor of the audit-trail entries the handler writes
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class EventHandler:
             )
             return "unconfigured"
         iam, partition = client
-        episode = next((e for e in store.open_episodes(event.account_id) if e.user_name == event.user_name), None)
+        episode = store.open_episode_of(event.account_id, event.user_name)
         arn = episode.arn if episode else self._arn(event, partition)
         now = desk.clock()
         state = aws.live_state(iam, event.user_name)
@@ -172,16 +173,14 @@ class EventHandler:
             self._exemption(event, arn, subject, plan.exemption, done)
             outcomes.append(f"exemption_{plan.exemption}")
         if plan.open_episode:
-            episode = self._open(event, arn, subject, done) or store.episode_of(arn)
+            episode = self._open(event, arn, subject, done) or store.open_episode_of(event.account_id, event.user_name)
             outcomes.append("opened" if "opened" in done else "already_open")
         if plan.login_alert and episode is not None and self._login(event, episode, subject, done):
             outcomes.append("login_alert")
         if plan.close_episode and episode is not None:
             self._close(event, episode, person, label, plan.thank, done)
             outcomes.append("closed")
-        outcome = "+".join(outcomes) or "no_change"
-        detail = f"{event.event_id} {event.name} by {event.actor}: {status or 'user gone'}, {outcome}"
-        desk.record(EVENTS_ACTOR, f"event:{event.name}", arn, detail)
+        outcome = "+".join(outcomes) or "no_change"  # kept with the claim (event_claims.outcome)
         logger.info("event %s %s in %s: %s", event.event_id, event.name, event.account_id, outcome)
         return outcome
 
@@ -229,7 +228,7 @@ class EventHandler:
             if opened is None:
                 return None  # opened meanwhile by an audit or another event: that one told everyone
             self._step(event, done, "opened")
-        episode = store.episode_of(arn)
+        episode = store.open_episode_of(event.account_id, event.user_name)
         dm_outcome = "no_person"
         if "dm" in done:
             dm_outcome = "sent"
@@ -327,15 +326,20 @@ class QueuePoller:
         workers: int = WORKERS,
         sleep: Callable[[float], bool] | None = None,
         retry_delay: Callable[[int], int] = retry_delay,
+        in_progress_delay: int = IN_PROGRESS_SECONDS,
     ) -> None:
         self.handler = handler
         self.queue_url = queue_url
         self.sqs = sqs
         self.wait_seconds = wait_seconds
         self.retry_delay = retry_delay
+        self.in_progress_delay = in_progress_delay
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="event")
+        self._limit = max(1, workers) + BATCH
+        self._in_flight = 0
+        self._room = threading.Condition()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.error: str | None = None
@@ -370,7 +374,7 @@ class QueuePoller:
         delay = 1.0
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                self.poll_once(wait=False)
                 failed = self.error is not None
             except Exception:  # never let the thread die: log and go on
                 logger.exception("the event queue poller failed")
@@ -381,12 +385,22 @@ class QueuePoller:
             else:
                 delay = 1.0
 
-    def poll_once(self) -> int:
-        """One long poll: receive, handle and delete what was handled; returns how many messages came."""
+    def poll_once(self, wait: bool = True) -> int:
+        """One long poll: receive, hand each message to a worker; returns how many came.
+
+        `wait`: return once they are handled (tests); the thread does not wait, so the next long
+        poll runs while they are handled (at most WORKERS + BATCH messages held at once).
+        """
+        with self._room:
+            while self._in_flight >= self._limit and not self._stop.is_set():
+                self._room.wait(1.0)
+            room = min(BATCH, self._limit - self._in_flight)
+        if room <= 0:
+            return 0
         try:
             response = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
-                MaxNumberOfMessages=BATCH,
+                MaxNumberOfMessages=room,
                 WaitTimeSeconds=self.wait_seconds,
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
@@ -395,8 +409,23 @@ class QueuePoller:
             return 0
         self._queue_ok()
         received = response.get("Messages", [])
-        list(self._pool.map(self._one, received))
+        with self._room:
+            self._in_flight += len(received)
+        futures = [self._pool.submit(self._held, message) for message in received]
+        if wait:
+            for future in futures:
+                future.result()
         return len(received)
+
+    def _held(self, message: dict[str, Any]) -> None:
+        try:
+            self._one(message)
+        except Exception:  # _one handles its own failures; this is a bug, logged, the message comes back
+            logger.exception("a message could not be processed")
+        finally:
+            with self._room:
+                self._in_flight -= 1
+                self._room.notify_all()
 
     def _queue_failed(self, exc: BaseException) -> None:
         error = aws.describe_error(exc).replace("grant it in the audit policy", "grant it in deploy/bot-policy.json")
@@ -453,8 +482,8 @@ class QueuePoller:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
             except (ClientError, BotoCoreError) as exc:  # it comes back; its claim says handled then
                 logger.warning("event %s handled, but not deleted from the queue: %s", handled.event_id, _short(exc))
-        else:  # another process (or worker) holds its claim: look again later; then it is a duplicate or retried
-            self._visible_in(receipt, self.retry_delay(received))
+        else:  # another worker or process holds its claim: look again soon; then it is a duplicate, or retried
+            self._visible_in(receipt, self.in_progress_delay)
 
     def _visible_in(self, receipt: str, seconds: int) -> None:
         try:

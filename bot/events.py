@@ -134,6 +134,8 @@ def parse_event(body: str | bytes) -> IamEvent:
     if event_id is None:
         raise BadEvent("the event has no detail.eventID")
     kind, name = envelope.get("detail-type"), _text(detail.get("eventName"))
+    if name is None:
+        raise BadEvent("the event has no detail.eventName", event_id)
     if kind not in (API_CALL, SIGN_IN) or name not in EVENT_NAMES:
         raise IgnoredEvent(f"not an event the bot handles ({str(kind)[:60]} / {str(name)[:60]})", event_id)
     identity = detail.get("userIdentity") if isinstance(detail.get("userIdentity"), dict) else {}

@@ -135,3 +135,22 @@ def _envelope(detail_type: str, source: str, account: str, detail: dict[str, Any
 def body(event: dict[str, Any]) -> str:
     """The SQS message body EventBridge sends: the event as JSON."""
     return json.dumps(event)
+
+
+def create_queues(endpoint_url: str, name: str = "mfa-bot-events", max_receive: int = 2) -> tuple[str, str]:
+    """The queue and its dead-letter queue in a local SQS, as deploy/events.yaml makes them."""
+    from bot.demo import demo_client
+
+    sqs = demo_client(endpoint_url, "sqs")
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
+    queue = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "60"})
+    return queue["QueueUrl"], dlq
+
+
+def queue_depth(sqs: Any, queue_url: str) -> int:
+    """Messages in the queue, visible or in flight."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    values = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(v) for v in values.values())

@@ -23,23 +23,13 @@ from bot.event_queue import EventHandler, QueuePoller, sqs_client
 from bot.pacing import PacedSlack
 from bot.slack import make_web_client
 from bot.store import Store
-from tests.eventbridge import ADMIN_ARN, body, console_login, iam_call
+from tests.eventbridge import ADMIN_ARN, body, console_login, create_queues, iam_call, queue_depth
 from tests.slack_standin import ADMIN, MEMBERS, SlackStandIn, person
 
 ACCOUNT = "123456789012"
 ALERTS = "C0ALERTS1"
 DIGEST = "C0DIGEST1"
 FRANK = "U0FRANK01"
-
-
-def create_queues(moto_url: str, name: str = "mfa-bot-events", max_receive: int = 2) -> tuple[str, str]:
-    """The queue and its dead-letter queue, as deploy/events.yaml makes them (maxReceiveCount `max_receive`)."""
-    sqs = demo_client(moto_url, "sqs")
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
-    queue = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "60"})
-    return queue["QueueUrl"], dlq
 
 
 @dataclass
@@ -71,9 +61,7 @@ class Realtime:
         return [r.payload for r in self.standin.accepted(method) if r.payload.get("channel") == channel]
 
     def left_in(self, url: str) -> int:
-        attributes = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        values = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=attributes)["Attributes"]
-        return sum(int(v) for v in values.values())
+        return queue_depth(self.sqs, url)
 
 
 def text_of(payload: dict[str, Any]) -> str:
@@ -100,7 +88,9 @@ def realtime(demo_account: str, tmp_path: Path) -> Iterator[Realtime]:
         services = build_services(config, client, store, slack=PacedSlack.scaled(client, 1000))
         assert services.desk and services.rechecker and services.nudger
         handler = EventHandler(services.desk, services.rechecker, services.nudger)
-        poller = QueuePoller(handler.handle, queue_url, sqs_client(config), wait_seconds=1, retry_delay=lambda n: 0)
+        poller = QueuePoller(
+            handler.handle, queue_url, sqs_client(config), wait_seconds=1, retry_delay=lambda n: 0, in_progress_delay=0
+        )
         yield Realtime(
             demo_client(demo_account), demo_client(demo_account, "sqs"), queue_url, dlq_url, standin, store,
             services, handler, poller,

@@ -65,6 +65,7 @@ def test_a_deleted_virtual_device_is_about_the_user_it_was_named_after():
         ("not json", "not JSON"),
         (json.dumps({"Records": []}), "not an EventBridge event"),
         (json.dumps({"detail-type": "AWS API Call via CloudTrail", "detail": {"eventName": "x"}}), "no detail.eventID"),
+        (json.dumps({"detail-type": "AWS API Call via CloudTrail", "detail": {"eventID": "e"}}), "no detail.eventName"),
         (body(iam_call("CreateLoginProfile", "bob", account="12")), "no 12-digit account"),
     ],
 )

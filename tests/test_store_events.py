@@ -61,8 +61,8 @@ def test_an_alert_key_is_claimed_once_and_an_event_opens_an_episode_once(store: 
     opened = store.open_episode(BOB, ACCOUNT, "bob", T0)
     assert opened is not None and opened.first_seen == T0 and opened.fixed_at is None
     assert store.open_episode(BOB, ACCOUNT, "bob", T0 + timedelta(seconds=1)) is None
-    assert store.episode_of(BOB) == opened
+    assert store.open_episode_of(ACCOUNT, "bob") == opened and store.open_episode_of(ACCOUNT, "alice") is None
     store.close_episode(BOB, T0 + timedelta(hours=1))
-    assert store.episode_of(BOB) is None
+    assert store.open_episode_of(ACCOUNT, "bob") is None
     reopened = store.open_episode(BOB, ACCOUNT, "bob", T0 + timedelta(hours=2))
     assert reopened is not None and reopened.id != opened.id

@@ -268,9 +268,12 @@ class Store:
             row = conn.execute(insert.returning(*t.episodes.c)).first()
         return None if row is None else _episode(row)
 
-    def episode_of(self, arn: str) -> Episode | None:
-        """The open episode of `arn`, or None."""
-        query = sa.select(t.episodes).where(t.episodes.c.arn == arn, t.episodes.c.fixed_at.is_(None))
+    def open_episode_of(self, account_id: str, user_name: str) -> Episode | None:
+        """The open episode of the IAM user `user_name` of `account_id` (events name users, not ARNs), or None."""
+        ep = t.episodes.c
+        query = sa.select(t.episodes).where(
+            ep.account_id == account_id, ep.user_name == user_name, ep.fixed_at.is_(None)
+        )
         with self._read() as conn:
             row = conn.execute(query).first()
         return None if row is None else _episode(row)
