@@ -89,6 +89,7 @@ class EventHandler:
         self.monotonic = monotonic
         self._clients: dict[str, tuple[float, tuple[Any, str] | None]] = {}
         self._lock = threading.Lock()
+        self._reads = ThreadPoolExecutor(WORKERS, thread_name_prefix="event-read")
 
     @property
     def config(self) -> Config:
@@ -148,8 +149,9 @@ class EventHandler:
         episode = store.open_episode_of(event.account_id, event.user_name)
         arn = episode.arn if episode else self._arn(event, partition)
         now = desk.clock()
+        tags_read = self._reads.submit(aws.user_tags, iam, event.user_name)  # beside the live check
         state = aws.live_state(iam, event.user_name)
-        tags = aws.user_tags(iam, event.user_name) if state.exists else {}
+        tags = tags_read.result() if state.exists else {}
         exemptions = {a: e.to_policy() for a, e in store.active_exemptions(now).items() if a == arn}
         finding = audit.judge_user(
             event.account_id,
