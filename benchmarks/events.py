@@ -116,8 +116,8 @@ def dm_times(standin: SlackStandIn, run: str) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {}
     for record in standin.accepted("chat.postMessage"):
         channel = str(record.payload.get("channel", ""))
-        if channel.startswith("D") and channel[1:2] == run.upper()[0]:
-            times.setdefault("U" + channel[1:], []).append(record.at)
+        if channel.startswith("U") and channel[1:2] == run.upper()[0]:  # a DM: the user ID as channel
+            times.setdefault(channel, []).append(record.at)
     return times
 
 

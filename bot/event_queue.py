@@ -280,7 +280,7 @@ class EventHandler:
         if desk.store.first_nudge_at(episode.arn, since=episode.first_seen) is None:
             return  # never asked: nothing to thank for
         message = messages.text_message(messages.recheck_thanks(episode.user_name, label))
-        desk.slack.post(desk.slack.open_dm(person), message.text, message.blocks)
+        desk.slack.dm(person, message.text, message.blocks)
         self._step(event, done, "thanked")
 
     def _exemption(self, event: IamEvent, arn: str, subject: alerts.AlertSubject, change: str, done: set[str]) -> None:

@@ -65,7 +65,7 @@ def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_
             created = body(iam_call("CreateLoginProfile", "frank", event_id="e2e-frank"))
             sent_at = time.monotonic()
             sqs.send_message(QueueUrl=queue_url, MessageBody=created)
-            (dm,) = standin.wait_for(lambda: to("D0FRANK01")(standin), 15)
+            (dm,) = standin.wait_for(lambda: to("U0FRANK01")(standin), 15)
             (alert,) = standin.wait_for(lambda: to(ALERTS)(standin), 15)
             latency = time.monotonic() - sent_at
             assert "Please turn on MFA" in text_of(dm)
@@ -75,7 +75,7 @@ def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_
             # 2. the same event delivered again: nothing twice
             sqs.send_message(QueueUrl=queue_url, MessageBody=created)
             until(lambda: json.loads(get(url, "/healthz").body)["events_queue"]["handled"] >= 2, 15)
-            assert len(to("D0FRANK01")(standin)) == 1 and len(to(ALERTS)(standin)) == 1
+            assert len(to("U0FRANK01")(standin)) == 1 and len(to(ALERTS)(standin)) == 1
 
             # 3. a poison message: to the dead-letter queue, logged once, the bot alive
             sqs.send_message(

@@ -24,7 +24,7 @@ from bot.pacing import PacedSlack
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.eventbridge import ADMIN_ARN, body, console_login, create_queues, iam_call, queue_depth
-from tests.slack_standin import ADMIN, MEMBERS, SlackStandIn, person
+from tests.slack_standin import ADMIN, MEMBERS, Reply, SlackStandIn, person
 
 ACCOUNT = "123456789012"
 ALERTS = "C0ALERTS1"
@@ -108,7 +108,7 @@ def test_a_new_console_password_without_mfa_dms_the_person_and_alerts_once(realt
 
     rt.drain()
 
-    (dm,) = rt.posts("D0FRANK01")
+    (dm,) = rt.posts("U0FRANK01")
     assert "Please turn on MFA" in text_of(dm) and f"{ACCOUNT}:frank" in text_of(dm)
     (alert,) = rt.posts(ALERTS)
     text = text_of(alert)
@@ -124,7 +124,7 @@ def test_a_new_console_password_without_mfa_dms_the_person_and_alerts_once(realt
     # a later event about the same open violation: nothing new (no second DM, no second alert)
     rt.send(iam_call("DeactivateMFADevice", "frank", event_id="ev-frank-2"))
     rt.drain()
-    assert len(rt.posts("D0FRANK01")) == 1 and len(rt.posts(ALERTS)) == 1
+    assert len(rt.posts("U0FRANK01")) == 1 and len(rt.posts(ALERTS)) == 1
 
 
 def test_mfa_removed_then_enabled_opens_then_closes_with_thanks(realtime: Realtime) -> None:
@@ -135,7 +135,7 @@ def test_mfa_removed_then_enabled_opens_then_closes_with_thanks(realtime: Realti
     rt.drain()
     (alert,) = rt.posts(ALERTS)
     assert "an MFA device was deactivated" in text_of(alert) and "<@U0ALICE01>" in text_of(alert)
-    assert len(rt.posts("D0ALICE01")) == 1
+    assert len(rt.posts("U0ALICE01")) == 1
 
     rt.iam.enable_mfa_device(
         UserName="alice",
@@ -146,7 +146,7 @@ def test_mfa_removed_then_enabled_opens_then_closes_with_thanks(realtime: Realti
     rt.send(iam_call("EnableMFADevice", "alice", serialNumber=device["SerialNumber"]))
     rt.drain()
     assert all(e.user_name != "alice" for e in rt.store.open_episodes())
-    thanks = rt.posts("D0ALICE01")[-1]
+    thanks = rt.posts("U0ALICE01")[-1]
     assert "*Thank you!* `alice`" in text_of(thanks)
     assert len(rt.posts(ALERTS)) == 1  # a fix is no alert: the digest row says it
 
@@ -183,7 +183,7 @@ def test_an_exemption_tag_set_outside_slack_is_recorded_with_who_and_said_in_the
     assert "Exemption changed outside Slack" in text_of(alert) and "kiosk account" in text_of(alert)
     assert role in text_of(alert)
     assert all(e.user_name != "ivan" for e in rt.store.open_episodes())  # exempt now: closed, no thanks
-    assert rt.posts("D0IVAN001") == []
+    assert rt.posts("U0IVAN001") == []
 
     rt.iam.untag_user(UserName="ivan", TagKeys=["mfa-exempt"])
     rt.send(iam_call("UntagUser", "ivan", actor_arn=role, tagKeys=["mfa-exempt"]))
@@ -215,17 +215,14 @@ def test_poison_goes_to_the_dlq_logged_once_and_other_accounts_are_dropped(
 def test_a_failure_leaves_the_event_in_the_queue_and_the_retry_finishes_it_once(realtime: Realtime) -> None:
     rt = realtime
     rt.iam.create_login_profile(UserName="frank", Password="Demo-Password-1!")
-    rt.standin.reply("chat.postMessage")  # nothing programmed yet; then Slack fails the alert once:
-    from tests.slack_standin import Reply
-
-    dm_ok = Reply(body={"ok": True, "channel": "D0FRANK01", "ts": "1.000001"})
+    dm_ok = Reply(body={"ok": True, "channel": "D0FRANK01", "ts": "1.000001"})  # then Slack fails the alert once
     rt.standin.reply("chat.postMessage", dm_ok, Reply(body={"ok": False, "error": "channel_not_found"}))
     rt.send(iam_call("CreateLoginProfile", "frank", event_id="ev-retry"))
     rt.drain()
     claim = rt.store.event_claim("ev-retry")
     assert claim.handled and claim.attempts == 2 and claim.steps[:2] == ("opened", "dm")
     assert len(rt.posts(ALERTS)) == 2  # the failed one, then the retry's
-    assert len(rt.posts("D0FRANK01")) == 1  # the DM was not sent again
+    assert len(rt.posts("U0FRANK01")) == 1  # the DM was not sent again
     assert rt.left_in(rt.queue_url) == 0
 
 
