@@ -46,6 +46,7 @@ from bot.models import IamUser, violation_finding
 from bot.nudges import Nudger
 from bot.recheck import Rechecker
 from bot.store import SCHEDULER, Episode, process_identity
+from bot.store.store import EXEMPTED
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ class EventHandler:
         """Fixed (or exempted): close the episode, update the digest rows, thank the person who was DMed."""
         desk = self.desk
         if "closed" not in done:
-            desk.store.close_episode(episode.arn, desk.clock())
+            desk.store.close_episode(episode.arn, desk.clock(), closed_as=None if thank else EXEMPTED)
             self._step(event, done, "closed")
             try:
                 refresh_rows(desk, [episode.arn])

@@ -244,13 +244,14 @@ class Store:
 
         return EpisodeChanges(opened=by_arn(opened), continued=by_arn(continued), closed=by_arn(closed))
 
-    def close_episode(self, arn: str, now: datetime) -> Episode | None:
-        """Close the open episode of `arn` (a live re-check found it fixed); None if none was open."""
+    def close_episode(self, arn: str, now: datetime, closed_as: str | None = None) -> Episode | None:
+        """Close the open episode of `arn` (a live re-check found it fixed; `closed_as` EXEMPTED: it became
+        exempt); None if none was open."""
         with self._write() as conn:
             row = conn.execute(
                 t.episodes.update()
                 .where(t.episodes.c.arn == arn, t.episodes.c.fixed_at.is_(None))
-                .values(fixed_at=_utc(now))
+                .values(fixed_at=_utc(now), closed_as=closed_as)
                 .returning(*t.episodes.c)
             ).first()
         return None if row is None else _episode(row)
