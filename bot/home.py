@@ -1,7 +1,7 @@
 """The App Home tab, pure: plain data (`HomePage`) in, a Block Kit home view out. No I/O.
 
-Everyone sees their own IAM users (status, account, days open, a re-check button where MFA is
-missing), "all set" when nothing is left to do, and a link to the set-up steps. Admins also see,
+Everyone sees their own IAM users (status, account, days open, a re-check button on each open
+violation), "all set" when nothing is left to do, and a link to the set-up steps. Admins also see,
 below, each account's counts and root MFA, what changed since the last digest, the overdue
 violations, exemptions ending within a week, when the last audit ran and how fresh it is, and
 buttons to run an audit or post the digest now.
@@ -65,10 +65,16 @@ class OwnUser:
     account: str  # "alias (id)" or the id
     days_open: int | None = None  # a violation: whole days it has been open
     fixed_at: datetime | None = None  # a violation re-checked fixed after the audit
+    episode_open: bool = False  # the store knows its open violation episode: the re-check button works
 
     @property
     def needs_mfa(self) -> bool:
         return self.finding.status in NEEDS_MFA and self.fixed_at is None
+
+    @property
+    def recheckable(self) -> bool:
+        """A re-check button only where the re-check serves it: an open violation episode."""
+        return self.finding.status == "violation" and self.episode_open and self.fixed_at is None
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,7 @@ def personal_blocks(page: HomePage) -> list[Block]:
     else:
         own = sorted(page.own, key=lambda u: (not u.needs_mfa, _ORDER[u.finding.status], u.finding.user_name.lower()))
         for user in own[:MAX_OWN_ROWS]:
-            button = recheck_button(user.finding) if user.needs_mfa else None
+            button = recheck_button(user.finding) if user.recheckable else None
             blocks.append(_section(own_line(user, page.now), button))
         if len(own) > MAX_OWN_ROWS:
             rest = own[MAX_OWN_ROWS:]

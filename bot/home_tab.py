@@ -121,15 +121,15 @@ class HomeTab:
         for finding in mine:
             audited, account = kept[finding.account_id]
             days = fixed_at = None
+            episode = episodes.get(finding.arn)
             if finding.status == "violation":
-                episode = episodes.get(finding.arn)
                 if episode is not None:
                     days = max(0, (now - episode.first_seen).days)
                 elif finding.arn in fixed and fixed[finding.arn] > audited:
                     fixed_at = fixed[finding.arn]
                 else:
                     days = days_without_mfa(finding, now)
-            rows.append(OwnUser(finding, account.label, days, fixed_at))
+            rows.append(OwnUser(finding, account.label, days, fixed_at, episode_open=episode is not None))
         return tuple(rows)
 
     def admin(

@@ -75,7 +75,7 @@ def sections(view: dict) -> list[str]:
 def test_a_person_sees_each_iam_user_with_status_account_days_and_a_recheck_button() -> None:
     own = (
         OwnUser(finding("bob-admin", "compliant"), LABEL),
-        OwnUser(finding("bob", reason="console password, no MFA device"), LABEL, days_open=4),
+        OwnUser(finding("bob", reason="console password, no MFA device"), LABEL, days_open=4, episode_open=True),
         OwnUser(finding("bob-ops", "grace", grace_until=NOW + timedelta(days=2), reason="new password"), LABEL),
     )
     view, text = rendered(page(own))
@@ -85,7 +85,7 @@ def test_a_person_sees_each_iam_user_with_status_account_days_and_a_recheck_butt
     assert rows[1].startswith("*`bob-ops`*") and "grace period until 2026-11-29: new password" in rows[1]
     assert rows[2] == f"*`bob-admin`* in {LABEL}: :white_check_mark: MFA on (virtual)"
     rechecks = [b for b in buttons(view) if b["action_id"] == RECHECK_ACTION]
-    assert [b["value"] for b in rechecks] == [f"{ACCOUNT}:bob", f"{ACCOUNT}:bob-ops"]  # the DM's button, as-is
+    assert [b["value"] for b in rechecks] == [f"{ACCOUNT}:bob"]  # the DM's button, on the open violation only
     assert "All set" not in text
     assert "id_credentials_mfa_enable.html" in text and "/mfa-check me" in text  # the set-up steps
     assert "From the audit of 2026-11-27 08:48 UTC (12 min ago)" in text
@@ -186,7 +186,8 @@ def test_an_admin_view_without_digest_channel_overdue_or_exemptions_says_none() 
 def test_a_thousand_violators_everywhere_still_fit_slacks_limits() -> None:
     names = [f"user-{i:04d}-{'x' * 40}" for i in range(1000)]
     own = tuple(
-        OwnUser(finding(n, reason="console password, no MFA device"), LABEL, days_open=i) for i, n in enumerate(names)
+        OwnUser(finding(n, reason="console password, no MFA device"), LABEL, days_open=i, episode_open=True)
+        for i, n in enumerate(names)
     )
     accounts = tuple(
         AccountLine(f"{i:012d}", f"account-{i:03d}-{'y' * 40} ({i:012d})", violations=5, audited_at=NOW)
