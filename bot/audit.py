@@ -1,9 +1,13 @@
 """The rule, as pure functions: AWS facts in, findings out. No I/O, no clock.
 
 A user violates when a console password (login profile) exists and no MFA device is
-enabled. The credential report covers the whole account in one read; every user it flags,
-or does not know, is confirmed live (GetLoginProfile + ListMFADevices) before judging,
-because the report can be four hours old. Root is reported apart, never judged as a user.
+enabled; with `MFA_SCOPE=all` (Security Hub IAM.19) an active access key counts like a
+password. The credential report covers the whole account in one read; every user it flags,
+does not know, or CloudTrail names as changed since the report, is confirmed live
+(GetLoginProfile + ListMFADevices) before judging, because the report can be four hours old.
+A user the report shows with MFA but with no enabled virtual device (so FIDO or hardware) has
+its devices listed, so `mfa_devices` never reads empty for a user with MFA. Root is reported
+apart, never judged as a user.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.models import (
+    AccessKeyUse,
     AccountFacts,
     AccountFindings,
     AuditPolicy,
@@ -24,6 +29,7 @@ from bot.models import (
     MfaDevice,
     ReportRow,
     RootStatus,
+    Scope,
     UserFinding,
 )
 
@@ -70,6 +76,17 @@ def _report_bool(value: str) -> bool | None:
     return None  # not_supported, N/A, no_information
 
 
+def _access_keys(raw: Mapping[str, str]) -> tuple[AccessKeyUse, ...]:
+    keys = []
+    for number in (1, 2):
+        active = _report_bool(raw.get(f"access_key_{number}_active", ""))
+        if active is None:
+            continue
+        last_used = _report_time(raw.get(f"access_key_{number}_last_used_date", ""))
+        keys.append(AccessKeyUse(number=number, active=active, last_used=last_used))
+    return tuple(keys)
+
+
 def parse_credential_report(content: bytes | str) -> tuple[dict[str, ReportRow], ReportRow | None]:
     """Parse the credential report CSV into user rows keyed by ARN, and the root row apart."""
     text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
@@ -87,6 +104,7 @@ def parse_credential_report(content: bytes | str) -> tuple[dict[str, ReportRow],
             password_enabled=_report_bool(raw.get("password_enabled", "")),
             password_last_changed=_report_time(raw.get("password_last_changed", "")),
             mfa_active=_report_bool(raw.get("mfa_active", "")) is True,
+            access_keys=_access_keys(raw),
         )
         if row.user == ROOT_ROW_USER or row.arn.endswith(":root"):
             root = row
@@ -111,14 +129,59 @@ def report_row_for(user: IamUser, report_rows: Mapping[str, ReportRow]) -> Repor
     return row if row is not None and _same_user(user, row) else None
 
 
-def users_to_confirm(users: Iterable[IamUser], report_rows: Mapping[str, ReportRow]) -> list[IamUser]:
-    """Users whose report row flags them (console, no MFA), is unclear, or is missing."""
+def in_scope_without_mfa(row: ReportRow, scope: Scope) -> bool:
+    """The report row flags the user: a console password (or, in scope `all`, an active key) and no MFA."""
+    if row.mfa_active:
+        return False
+    return bool(row.password_enabled) or (scope == "all" and bool(row.active_keys))
+
+
+def users_to_confirm(
+    users: Iterable[IamUser],
+    report_rows: Mapping[str, ReportRow],
+    changed_since_report: Iterable[str] = (),
+    scope: Scope = "console",
+) -> list[IamUser]:
+    """Users whose report row flags them, is unclear, or is missing, and users CloudTrail names as changed."""
+    changed = set(changed_since_report)
     confirm = []
     for user in users:
         row = report_row_for(user, report_rows)
-        if row is None or row.password_enabled is None or (row.password_enabled and not row.mfa_active):
+        if row is None or row.password_enabled is None or user.name in changed or in_scope_without_mfa(row, scope):
             confirm.append(user)
     return confirm
+
+
+def users_to_list_devices(
+    users: Iterable[IamUser],
+    report_rows: Mapping[str, ReportRow],
+    virtual_devices: Mapping[str, tuple[MfaDevice, ...]],
+    confirmed: Iterable[IamUser] = (),
+) -> list[IamUser]:
+    """Users the report shows with MFA but with no enabled virtual device (so FIDO or hardware), not confirmed anyway.
+
+    One ListMFADevices each names their devices; an empty answer means the device went since the report.
+    """
+    skip = {u.arn for u in confirmed}
+    listed = []
+    for user in users:
+        row = report_row_for(user, report_rows)
+        if user.arn not in skip and row is not None and row.mfa_active and not virtual_devices.get(user.arn):
+            listed.append(user)
+    return listed
+
+
+def pending_virtual_device_names(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """Names of virtual MFA devices created but never enabled (ListVirtualMFADevices, AssignmentStatus Any).
+
+    Nothing links such a device to a user but its name, which the console and our CLI steps set to
+    the user name: a user with no MFA and a pending device of that name is told to finish enabling it.
+    """
+    return frozenset(
+        str(item.get("SerialNumber", "")).rsplit("/", 1)[-1]
+        for item in items
+        if not item.get("EnableDate") and not (item.get("User") or {}).get("Arn")
+    )
 
 
 def virtual_devices_by_user(items: Iterable[Mapping[str, Any]]) -> dict[str, tuple[MfaDevice, ...]]:
@@ -141,39 +204,66 @@ def root_arn(partition: str, account_id: str) -> str:
     return f"arn:{partition}:iam::{account_id}:root"
 
 
+def summary_flag(summary: Mapping[str, Any], key: str) -> bool | None:
+    """A 0/1 GetAccountSummary entry as a bool (None when the summary lacks it, e.g. an older endpoint)."""
+    value = summary.get(key)
+    return None if value is None else bool(value)
+
+
 def judge_root(
     account_mfa_enabled: bool | None,
     virtual_devices: Mapping[str, tuple[MfaDevice, ...]],
     partition: str,
     account_id: str,
     report_root: ReportRow | None = None,
+    password_present: bool | None = None,
+    access_keys_present: bool | None = None,
 ) -> RootStatus:
-    """Root MFA on/off (GetAccountSummary, else the report), and hardware when no root virtual device."""
+    """Root MFA on/off (GetAccountSummary, else the report), hardware when no root virtual device,
+    and whether a root password and root access keys exist (GetAccountSummary)."""
+    credentials = {"password_present": password_present, "access_keys_present": access_keys_present}
     enabled = account_mfa_enabled
     if enabled is None and report_root is not None:
         enabled = report_root.mfa_active
     if enabled is None:
-        return RootStatus()
+        return RootStatus(**credentials)
     if not enabled:
-        return RootStatus(mfa_enabled=False, hardware=None)
+        return RootStatus(mfa_enabled=False, hardware=None, **credentials)
     has_virtual = bool(virtual_devices.get(root_arn(partition, account_id)))
-    return RootStatus(mfa_enabled=True, hardware=not has_virtual)
+    return RootStatus(mfa_enabled=True, hardware=not has_virtual, **credentials)
 
 
 def _days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
-def violation_reason(live: LiveState | None, now: datetime) -> str:
+PENDING_VIRTUAL_REASON = "virtual MFA device created but never enabled"
+
+
+def violation_reason(live: LiveState | None, now: datetime, pending_virtual: bool = False) -> str:
     """Why this user violates, for people: since when, and what is pending."""
+    missing = PENDING_VIRTUAL_REASON if pending_virtual else "no MFA device"
     if live is not None and live.console_since is not None:
         age = max(0, (now - live.console_since).days)
-        reason = f"console password since {live.console_since:%Y-%m-%d} ({_days(age)}), no MFA device"
+        reason = f"console password since {live.console_since:%Y-%m-%d} ({_days(age)}), {missing}"
     else:
-        reason = "console password, no MFA device"
+        reason = f"console password, {missing}"
     if live is not None and live.password_reset_required:
         reason += "; password never used yet (reset required at first sign-in)"
     return reason
+
+
+def key_only_reason(keys: Iterable[AccessKeyUse], now: datetime, pending_virtual: bool = False) -> str:
+    """Why a user with active access keys and no console password violates (MFA_SCOPE=all)."""
+    parts = []
+    for key in keys:
+        if key.last_used is None:
+            used = "never used"
+        else:
+            used = f"last used {key.last_used:%Y-%m-%d} ({_days(max(0, (now - key.last_used).days))} ago)"
+        parts.append(f"access key {key.number} active, {used}")
+    missing = PENDING_VIRTUAL_REASON if pending_virtual else "no MFA device"
+    return "; ".join(parts) + f"; no console password, {missing}"
 
 
 TAG_EXEMPT_REASON = "exempt by tag, set outside Slack"
@@ -204,18 +294,27 @@ def judge_user(
     virtual_devices: tuple[MfaDevice, ...],
     tags: Mapping[str, str],
     policy: AuditPolicy,
+    listed_devices: tuple[MfaDevice, ...] | None = None,
+    pending_virtual: bool = False,
 ) -> UserFinding | None:
-    """The verdict on one user; None when the live check found the user deleted meanwhile."""
+    """The verdict on one user; None when the live check found the user deleted meanwhile.
+
+    `listed_devices`: ListMFADevices of a user the report shows with MFA and no virtual device.
+    `pending_virtual`: a virtual device of the user's name was created but never enabled.
+    """
     if live is not None and not live.exists:
         return None
     if live is not None:
         console, devices, has_mfa = live.console_access, live.mfa_devices, bool(live.mfa_devices)
     elif row is not None:
         console = bool(row.password_enabled)
-        devices = virtual_devices
-        has_mfa = row.mfa_active or bool(virtual_devices)
+        if listed_devices is not None:
+            devices, has_mfa = listed_devices, bool(listed_devices)
+        else:
+            devices, has_mfa = virtual_devices, row.mfa_active or bool(virtual_devices)
     else:
         raise ValueError(f"no report row and no live check for {user.arn}")
+    keys = row.active_keys if row is not None and policy.scope == "all" else ()
     base = dict(
         account_id=account_id,
         user_name=user.name,
@@ -226,10 +325,12 @@ def judge_user(
         checked_live=live is not None,
         tags=dict(tags),
     )
-    if not console:
-        return UserFinding(status="no_console", **base)
     if has_mfa:
-        return UserFinding(status="compliant", **base)
+        return UserFinding(status="compliant" if console or keys else "no_console", **base)
+    if not console and not keys:
+        return UserFinding(status="no_console", **base)
+    if not console:
+        base["access_keys"] = keys
     exemption = _exemption(user.arn, tags, policy)
     if exemption is not None:
         reason, until, by_tag = exemption
@@ -240,7 +341,9 @@ def judge_user(
         if grace_until > policy.now:
             reason = f"new console password: grace period ends {grace_until:%Y-%m-%d}"
             return UserFinding(status="grace", reason=reason, grace_until=grace_until, **base)
-    return UserFinding(status="violation", reason=violation_reason(live, policy.now), **base)
+    if not console:
+        return UserFinding(status="violation", reason=key_only_reason(keys, policy.now, pending_virtual), **base)
+    return UserFinding(status="violation", reason=violation_reason(live, policy.now, pending_virtual), **base)
 
 
 def judge_account(facts: AccountFacts, policy: AuditPolicy) -> AccountFindings:
@@ -256,6 +359,8 @@ def judge_account(facts: AccountFacts, policy: AuditPolicy) -> AccountFindings:
                 facts.virtual_devices.get(user.arn, ()),
                 facts.tags.get(user.arn, {}),
                 policy,
+                listed_devices=facts.devices.get(user.arn),
+                pending_virtual=user.name in facts.pending_virtual_names,
             )
             if finding is not None:
                 users.append(finding)
@@ -267,6 +372,8 @@ def judge_account(facts: AccountFacts, policy: AuditPolicy) -> AccountFindings:
         report_generated_at=facts.report_generated_at,
         root=facts.root,
         users=users,
+        fresh_through=facts.fresh_through,
+        cloudtrail_error=facts.cloudtrail_error,
     )
 
 

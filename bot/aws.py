@@ -1,19 +1,23 @@
-"""Collect one account's facts from IAM (the boto3 edge). Judging happens in `bot.audit`.
+"""Collect one account's facts from IAM and CloudTrail (the boto3 edge). Judging happens in `bot.audit`.
 
-Calls for an account of N users of whom V are flagged: about 8 fixed calls (identity, alias,
-credential report, ListUsers pages, account summary, virtual MFA devices) plus 3 per flagged
-user (GetLoginProfile, ListMFADevices, ListUserTags), whatever N is.
+Calls for an account of N users: at most 12 fixed calls (identity, alias, credential report,
+ListUsers pages, account summary, virtual MFA devices), 3 per user V the report flags or
+CloudTrail names (GetLoginProfile, ListMFADevices, ListUserTags), 1 per user H the report
+shows with MFA but no enabled virtual device (ListMFADevices: FIDO or hardware), and the
+CloudTrail LookupEvents pages (one lookup per event name since the report): 12 + 3V + H + pages,
+whatever N is.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -29,7 +33,8 @@ from botocore.exceptions import (
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from bot import audit
-from bot.models import AccountFacts, IamUser, LiveState, MfaDevice
+from bot.models import AccountFacts, IamUser, LiveState, MfaDevice, Scope
+from bot.pacing import Pacer, Rate
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,20 @@ REPORT_RETRY_CODES = {
     "LimitExceededException",
 }
 THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+
+# What can change after the credential report's GeneratedTime and make a user violate: a console
+# password created, an MFA device deactivated or deleted (a virtual device must be deactivated
+# before it can be deleted, so DeactivateMFADevice names its user even when the deletion cannot).
+FRESHNESS_EVENTS = ("CreateLoginProfile", "DeactivateMFADevice", "DeleteVirtualMFADevice")
+CLOUDTRAIL_DOCUMENTED_RATE = Rate(2.0, burst=1)  # LookupEvents: 2 requests per second per account and region
+CLOUDTRAIL_RATE = CLOUDTRAIL_DOCUMENTED_RATE  # what the collector paces at (the tests' fixture speeds it up)
+IAM_REGIONS = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}
+REPORT_MAX_AGE = timedelta(hours=4)  # IAM regenerates a credential report older than this
+
+
+def iam_region(partition: str) -> str:
+    """The region IAM (and so its CloudTrail management events) lives in, per partition."""
+    return IAM_REGIONS.get(partition, "us-east-1")
 
 
 class AccountReadError(Exception):
@@ -54,6 +73,7 @@ class CollectOptions:
     report_deadline_seconds: float = 60.0
     live_check_concurrency: int = 8
     tag_keys_needed: bool = True
+    scope: Scope = "console"
 
 
 def boto_config(max_pool_connections: int = 10) -> BotoConfig:
@@ -118,6 +138,8 @@ def _service_of(exc: ClientError) -> str:
         return "sts"
     if exc.operation_name in {"BatchImportFindings", "GetFindings"}:
         return "securityhub"
+    if exc.operation_name == "LookupEvents":
+        return "cloudtrail"
     return "organizations" if exc.operation_name == "ListAccounts" else "iam"
 
 
@@ -167,13 +189,62 @@ def list_users(iam: Any) -> list[IamUser]:
     return users
 
 
-def list_assigned_virtual_devices(iam: Any) -> list[dict[str, Any]]:
-    """Every enabled virtual MFA device of the account, root's included (paginated)."""
+def list_virtual_devices(iam: Any) -> list[dict[str, Any]]:
+    """Every virtual MFA device of the account, enabled or not, root's included (paginated).
+
+    Enabled ones carry their user; the others were created but never enabled (`bot.audit`).
+    """
     items: list[dict[str, Any]] = []
     paginator = iam.get_paginator("list_virtual_mfa_devices")
-    for page in paginator.paginate(AssignmentStatus="Assigned", PaginationConfig={"PageSize": 1000}):
+    for page in paginator.paginate(AssignmentStatus="Any", PaginationConfig={"PageSize": 1000}):
         items.extend(page["VirtualMFADevices"])
     return items
+
+
+def _event_user(event: dict[str, Any]) -> str | None:
+    """The IAM user an event acted on: `requestParameters.userName` of its CloudTrailEvent JSON."""
+    if event.get("CloudTrailEvent"):
+        try:
+            detail = json.loads(event["CloudTrailEvent"])
+        except (TypeError, ValueError):
+            detail = {}
+        if detail.get("errorCode"):
+            return None  # the call failed: nothing changed
+        params = detail.get("requestParameters") or {}
+        if params.get("userName"):
+            return str(params["userName"])
+        serial = str(params.get("serialNumber") or "")
+        if ":mfa/" in serial:  # DeleteVirtualMFADevice names only the device; by convention, its user
+            return serial.rsplit("/", 1)[-1]
+    for resource in event.get("Resources") or ():
+        if resource.get("ResourceType") == "AWS::IAM::User" and resource.get("ResourceName"):
+            return str(resource["ResourceName"])
+    return None
+
+
+def users_changed_since(cloudtrail: Any, since: datetime, pacer: Pacer) -> tuple[frozenset[str], int]:
+    """(names of users CloudTrail says changed since `since`, LookupEvents requests made).
+
+    One lookup per FRESHNESS_EVENTS name, every page; each request waits for its slot on `pacer`
+    (CloudTrail allows 2 a second per account), hence NextToken by hand rather than a paginator.
+    """
+    names: set[str] = set()
+    requests = 0
+    for event_name in FRESHNESS_EVENTS:
+        kwargs: dict[str, Any] = {
+            "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": event_name}],
+            "StartTime": since,
+            "MaxResults": 50,
+        }
+        while True:
+            pacer.acquire()
+            page = cloudtrail.lookup_events(**kwargs)
+            requests += 1
+            names.update(n for n in map(_event_user, page.get("Events", [])) if n)
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    return frozenset(names), requests
 
 
 def live_state(iam: Any, user_name: str) -> LiveState:
@@ -186,20 +257,27 @@ def live_state(iam: Any, user_name: str) -> LiveState:
         if _code(exc) != "NoSuchEntity":
             raise
         console_since, reset_required = None, False
-    devices: list[MfaDevice] = []
-    try:
-        for page in iam.get_paginator("list_mfa_devices").paginate(UserName=user_name):
-            devices.extend(audit.mfa_device(d["SerialNumber"], d.get("EnableDate")) for d in page["MFADevices"])
-    except ClientError as exc:
-        if _code(exc) != "NoSuchEntity":
-            raise
+    devices = list_mfa_devices(iam, user_name)
+    if devices is None:
         return LiveState(exists=False)
     return LiveState(
         exists=True,
         console_since=console_since,
         password_reset_required=reset_required,
-        mfa_devices=tuple(devices),
+        mfa_devices=devices,
     )
+
+
+def active_access_keys(iam: Any, user_name: str) -> int:
+    """How many active access keys the user has now (ListAccessKeys; re-checks with MFA_SCOPE=all)."""
+    count = 0
+    try:
+        for page in iam.get_paginator("list_access_keys").paginate(UserName=user_name):
+            count += sum(1 for key in page["AccessKeyMetadata"] if key.get("Status") == "Active")
+    except ClientError as exc:
+        if _code(exc) != "NoSuchEntity":
+            raise
+    return count
 
 
 def user_tags(iam: Any, user_name: str) -> dict[str, str]:
@@ -214,27 +292,97 @@ def user_tags(iam: Any, user_name: str) -> dict[str, str]:
     return tags
 
 
-def _check_live(iam: Any, user: IamUser) -> tuple[LiveState, dict[str, str]]:
+def list_mfa_devices(iam: Any, user_name: str) -> tuple[MfaDevice, ...] | None:
+    """The user's enabled MFA devices now (ListMFADevices, paginated); None: the user is gone."""
+    devices: list[MfaDevice] = []
+    try:
+        for page in iam.get_paginator("list_mfa_devices").paginate(UserName=user_name):
+            devices.extend(audit.mfa_device(d["SerialNumber"], d.get("EnableDate")) for d in page["MFADevices"])
+    except ClientError as exc:
+        if _code(exc) != "NoSuchEntity":
+            raise
+        return None
+    return tuple(devices)
+
+
+@dataclass
+class LiveChecks:
+    """What the parallel wave found: live states, tags of violation candidates, listed devices."""
+
+    live: dict[str, LiveState]
+    tags: dict[str, dict[str, str]]
+    devices: dict[str, tuple[MfaDevice, ...]]
+
+
+def _check_live(iam: Any, user: IamUser, scope: Scope) -> tuple[LiveState, dict[str, str]]:
     state = live_state(iam, user.name)
-    needs_tags = state.console_access and not state.mfa_devices
+    needs_tags = (state.console_access or (scope == "all" and state.exists)) and not state.mfa_devices
     return state, (user_tags(iam, user.name) if needs_tags else {})
 
 
+def _check(
+    iam: Any, user: IamUser, devices_only: bool, scope: Scope
+) -> tuple[LiveState | None, dict[str, str], tuple[MfaDevice, ...] | None]:
+    if devices_only:
+        devices = list_mfa_devices(iam, user.name)
+        if devices:
+            return None, {}, devices
+        # No device any more (deactivated since the report), or the user is gone: confirm in full.
+    state, tags = _check_live(iam, user, scope)
+    return state, tags, None
+
+
+class LiveWave:
+    """One parallel wave of live checks, a bounded pool at a time; users may join while it runs
+    (those CloudTrail names join when its lookups end). A user is confirmed in full at most once."""
+
+    def __init__(self, iam: Any, concurrency: int, scope: Scope = "console") -> None:
+        self.iam, self.scope = iam, scope
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="iam-live")
+        self._jobs: list[tuple[IamUser, Any]] = []
+        self._confirmed: set[str] = set()
+
+    def add(self, users: Iterable[IamUser], devices_only: bool = False) -> None:
+        """Confirm `users` live (or, `devices_only`, list their MFA devices; confirmed in full if none)."""
+        for user in users:
+            if user.arn in self._confirmed:
+                continue
+            if not devices_only:
+                self._confirmed.add(user.arn)
+            self._jobs.append((user, self._pool.submit(_check, self.iam, user, devices_only, self.scope)))
+
+    def finish(self) -> LiveChecks:
+        """Wait for every check; a full live check wins over a device listing of the same user."""
+        checks = LiveChecks(live={}, tags={}, devices={})
+        try:
+            for user, job in self._jobs:
+                state, user_tag_map, devices = job.result()
+                if state is not None:
+                    checks.live[user.arn] = state
+                if user_tag_map:
+                    checks.tags[user.arn] = user_tag_map
+                if devices is not None:
+                    checks.devices[user.arn] = devices
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for arn in checks.live:
+            checks.devices.pop(arn, None)
+        return checks
+
+
 def confirm_users_live(
-    iam: Any, users: Iterable[IamUser], concurrency: int
-) -> tuple[dict[str, LiveState], dict[str, dict[str, str]]]:
-    """Live state (and tags, for violation candidates) of each user, a bounded pool at a time."""
-    users = list(users)
-    live: dict[str, LiveState] = {}
-    tags: dict[str, dict[str, str]] = {}
-    if not users:
-        return live, tags
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="iam-live") as pool:
-        for user, (state, user_tag_map) in zip(users, pool.map(lambda u: _check_live(iam, u), users)):
-            live[user.arn] = state
-            if user_tag_map:
-                tags[user.arn] = user_tag_map
-    return live, tags
+    iam: Any,
+    users: Iterable[IamUser],
+    concurrency: int,
+    devices_only: Iterable[IamUser] = (),
+    scope: Scope = "console",
+) -> LiveChecks:
+    """One parallel wave: live state (and tags, for violation candidates) of each of `users`, and
+    the MFA devices of each of `devices_only` (confirmed in full if none)."""
+    wave = LiveWave(iam, concurrency, scope)
+    wave.add(users)
+    wave.add(devices_only, devices_only=True)
+    return wave.finish()
 
 
 def account_identity(sts: Any) -> tuple[str, str]:
@@ -243,14 +391,51 @@ def account_identity(sts: Any) -> tuple[str, str]:
     return identity["Account"], identity["Arn"].split(":")[1]
 
 
+def _cloudtrail_code(exc: BaseException) -> str:
+    """The short cause shown in the freshness note: the AWS error code, else the exception's name."""
+    if isinstance(exc, ClientError):
+        return _code(exc) or "Error"
+    return type(exc).__name__
+
+
+def read_changes_since_report(
+    facts: AccountFacts,
+    cloudtrail: Any | None,
+    now: Callable[[], datetime],
+    pacer: Pacer,
+) -> None:
+    """Fill `changed_since_report` and `fresh_through` from CloudTrail; a failure is a note, never an error."""
+    generated = facts.report_generated_at
+    if cloudtrail is None:
+        facts.fresh_through, facts.cloudtrail_error = generated, "not configured"
+        return
+    started = now()
+    since = generated if generated is not None else started - REPORT_MAX_AGE
+    try:
+        facts.changed_since_report, _ = users_changed_since(cloudtrail, since, pacer)
+    except (ClientError, BotoCoreError) as exc:
+        facts.fresh_through, facts.cloudtrail_error = generated, _cloudtrail_code(exc)
+        logger.warning("account %s: CloudTrail not readable, findings as of the report: %s",
+                       facts.account_id, describe_error(exc))  # fmt: skip
+        return
+    facts.fresh_through = started
+
+
 def collect_account(
     iam: Any,
     account_id: str,
     partition: str = "aws",
     options: CollectOptions = CollectOptions(),
     sleep: Callable[[float], None] = time.sleep,
+    cloudtrail: Any | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], float] = time.monotonic,
 ) -> AccountFacts:
-    """Everything the rule needs about one account; an unreadable account comes back with `error` set."""
+    """Everything the rule needs about one account; an unreadable account comes back with `error` set.
+
+    `cloudtrail` (a client in the partition's IAM region) closes the report's blind spot; None
+    or unreadable: the facts are as of the report, and `cloudtrail_error` says why.
+    """
     facts = AccountFacts(account_id=account_id, partition=partition)
     try:
         # The account-wide reads are independent: run them side by side, so the report's
@@ -261,18 +446,39 @@ def collect_account(
             report = pool.submit(fetch_credential_report, iam, options.report_deadline_seconds, sleep=sleep)
             users = pool.submit(list_users, iam)
             summary = pool.submit(lambda: iam.get_account_summary()["SummaryMap"])
-            virtual = pool.submit(list_assigned_virtual_devices, iam)
+            virtual = pool.submit(list_virtual_devices, iam)
             facts.alias = next(iter(aliases.result()), None)
             content, facts.report_generated_at = report.result()
+            # CloudTrail from the report's GeneratedTime on (paced: about a second), while the
+            # other reads finish and the live wave of the users the report flags runs.
+            pacer = Pacer(CLOUDTRAIL_RATE, clock=clock, sleep=sleep)
+            changes = pool.submit(read_changes_since_report, facts, cloudtrail, now, pacer)
             facts.users = users.result()
-            mfa_flag = summary.result().get("AccountMFAEnabled")
-            facts.virtual_devices = audit.virtual_devices_by_user(virtual.result())
-        facts.report_rows, report_root = audit.parse_credential_report(content)
-        facts.root = audit.judge_root(
-            None if mfa_flag is None else bool(mfa_flag), facts.virtual_devices, partition, account_id, report_root
-        )
-        to_confirm = audit.users_to_confirm(facts.users, facts.report_rows)
-        facts.live, facts.tags = confirm_users_live(iam, to_confirm, options.live_check_concurrency)
+            summary_map = summary.result()
+            virtual_items = virtual.result()
+            facts.virtual_devices = audit.virtual_devices_by_user(virtual_items)
+            facts.pending_virtual_names = audit.pending_virtual_device_names(virtual_items)
+            facts.report_rows, report_root = audit.parse_credential_report(content)
+            facts.root = audit.judge_root(
+                audit.summary_flag(summary_map, "AccountMFAEnabled"),
+                facts.virtual_devices,
+                partition,
+                account_id,
+                report_root,
+                password_present=audit.summary_flag(summary_map, "AccountPasswordPresent"),
+                access_keys_present=audit.summary_flag(summary_map, "AccountAccessKeysPresent"),
+            )
+            to_confirm = audit.users_to_confirm(facts.users, facts.report_rows, scope=options.scope)
+            to_list = audit.users_to_list_devices(facts.users, facts.report_rows, facts.virtual_devices, to_confirm)
+            wave = LiveWave(iam, options.live_check_concurrency, options.scope)
+            try:
+                wave.add(to_confirm)
+                wave.add(to_list, devices_only=True)
+                changes.result()
+                wave.add(u for u in facts.users if u.name in facts.changed_since_report)
+            finally:
+                checks = wave.finish()
+        facts.live, facts.tags, facts.devices = checks.live, checks.tags, checks.devices
     except (ClientError, BotoCoreError, AccountReadError, audit.ReportFormatError) as exc:
         facts.error = describe_error(exc)
         logger.warning("audit of account %s failed: %s", account_id, facts.error)
@@ -321,6 +527,7 @@ def service_client(
     endpoint_url: str | None,
     concurrency: int,
     credentials: dict[str, str] | None = None,
+    region: str | None = None,
 ) -> Any:
     """A client from one shared session (its service models load once).
 
@@ -331,8 +538,8 @@ def service_client(
     kwargs: dict[str, Any] = {"config": boto_config(concurrency), **(credentials or {})}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    region = session.region_name or "us-east-1"
-    key = (service_name, endpoint_url, concurrency)
+    region = region or session.region_name or "us-east-1"
+    key = (service_name, endpoint_url, concurrency, region)
     with _CLIENT_LOCK:
         cache: dict[tuple[Any, ...], Any] = session.__dict__.setdefault("_mfa_bot_clients", {})
         if credentials is None and key in cache:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -85,7 +84,7 @@ def cmd_check(config: Config, output: str, demo: bool) -> int:
     from bot import report, service
 
     if demo:
-        from bot.demo import DEMO_REGION, demo_environment, demo_missing
+        from bot.demo import DEMO_REGION, demo_config, demo_environment, demo_missing
 
         missing = demo_missing()
         if missing:
@@ -94,7 +93,7 @@ def cmd_check(config: Config, output: str, demo: bool) -> int:
 
         region: str | None = DEMO_REGION
         with demo_environment() as endpoint:
-            result = service.run_recorded_audit(dataclasses.replace(config, aws_endpoint_url=endpoint), None)
+            result = service.run_recorded_audit(demo_config(config, endpoint), None)
         links: dict[str, str] = {}
     else:
         with store_opened_meanwhile(config.database_url) as store:

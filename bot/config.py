@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from bot.models import SCOPES, Scope
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
@@ -70,6 +72,7 @@ class Config:
     security_hub_import: bool = False
     events_queue_url: str | None = None
     alert_channel: str | None = None
+    mfa_scope: Scope = "console"
 
     @property
     def alerts_to(self) -> str | None:
@@ -213,6 +216,13 @@ def _queue_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _scope(env: Mapping[str, str]) -> Scope:
+    raw = env.get("MFA_SCOPE", "").strip().lower() or "console"
+    if raw not in SCOPES:
+        raise ConfigError(f"MFA_SCOPE must be console or all, got {raw[:40]!r}")
+    return raw  # type: ignore[return-value]
+
+
 def _digest_cron(env: Mapping[str, str]) -> str | None:
     raw = env.get("DIGEST_CRON", "").strip()
     if not raw:
@@ -307,4 +317,5 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         security_hub_import=_bool(env, "SECURITY_HUB_IMPORT", False),
         events_queue_url=events_queue_url,
         alert_channel=alert_channel,
+        mfa_scope=_scope(env),
     )

@@ -54,7 +54,7 @@ from bot.identity import IdentityChain, SlackDirectory, track_identities
 from bot.messages import DigestAccount, DigestPart, DigestRow, DigestView, OverdueRow, RowState
 from bot.models import AuditResult, arn_user
 from bot.pacing import PacedSlack
-from bot.report import days_without_mfa, root_text
+from bot.report import days_without_mfa, freshness_text, root_text
 from bot.service import UNKNOWN_ACCOUNT, failed_account, utc_now
 from bot.store.records import Changes
 
@@ -83,7 +83,8 @@ class Desk:
     """The edges the digest, nudges and re-checks share: config, store, paced Slack, identity, audits, clock.
 
     `fresh_audit` runs a new recorded audit (the digest); `recent_audit` may answer with one a few
-    minutes old (nudges). `aliases` remembers account aliases seen in audits (for sign-in URLs).
+    minutes old (nudges). `aliases` remembers account aliases seen in audits (for sign-in URLs);
+    `key_only` the ARNs of key-only violators (MFA_SCOPE=all) the last audit found (for their DM steps).
     """
 
     config: Config
@@ -94,6 +95,7 @@ class Desk:
     recent_audit: Callable[[], AuditResult]
     clock: Callable[[], datetime] = utc_now
     aliases: dict[str, str | None] = field(default_factory=dict)
+    key_only: set[str] = field(default_factory=set)
     refresh_lock: threading.Lock = field(default_factory=threading.Lock)
     views: dict[str, DigestView] = field(default_factory=dict)  # kept views by "channel period" (immutable)
 
@@ -153,6 +155,9 @@ class Desk:
         for account in result.accounts:
             if account.error is None:
                 self.aliases[account.account_id] = account.alias
+                arns = {u.arn for u in account.users}
+                self.key_only -= arns
+                self.key_only |= {u.arn for u in account.by_status("violation") if not u.console_access}
         links = self.store.links()
         try:
             track_identities(self.store, self.identity, result, links, self.clock())
@@ -269,10 +274,11 @@ def build_view(
             label=a.label,
             error=a.error,
             root=root_text(a.root),
-            root_off=a.error is None and a.root.mfa_enabled is False,
+            root_off=a.error is None and a.root.needs_attention,
             violations=len(a.by_status("violation")),
             exempt=len(a.by_status("exempt")),
             exempt_by_tag=sum(1 for u in a.by_status("exempt") if u.exempt_by_tag),
+            freshness=freshness_text(a),
         )
         for a in result.accounts
     )
@@ -298,6 +304,7 @@ def build_view(
         overdue=overdue_rows(result, overdue, nudges or {}),
         overdue_after_days=overdue_after_days,
         scope=tuple(scope),
+        accepted_risk=sum(len(a.by_status("exempt")) + len(a.by_status("grace")) for a in result.accounts),
     )
 
 
@@ -319,6 +326,7 @@ def view_from_json(text: str) -> DigestView:
         overdue=tuple(OverdueRow(**o) for o in data.get("overdue", ())),
         overdue_after_days=data.get("overdue_after_days", 0),
         scope=tuple(data.get("scope", ())),
+        accepted_risk=data.get("accepted_risk", 0),
     )
 
 

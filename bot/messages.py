@@ -34,7 +34,7 @@ from slack_sdk.models.blocks import (
 
 from bot.commands import GRAMMAR, Usage
 from bot.models import AccountFindings, AuditResult, Status, UserFinding
-from bot.report import days_without_mfa, root_text
+from bot.report import ACCEPTED_RISK, days_without_mfa, freshness_text, root_text, violation_title
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -48,8 +48,8 @@ MAX_FALLBACK_CHARS = 3000
 
 LISTED: tuple[tuple[Status, str], ...] = (
     ("violation", "Violations: console password, no MFA"),
-    ("exempt", "Exempt"),
-    ("grace", "In grace period"),
+    ("exempt", f"Exempt ({ACCEPTED_RISK})"),
+    ("grace", f"In grace period ({ACCEPTED_RISK})"),
 )
 COUNTED: tuple[tuple[Status, str], ...] = (
     ("violation", "Violations"),
@@ -231,9 +231,12 @@ def account_title(account: AccountFindings) -> str:
 
 
 def root_line(account: AccountFindings) -> str:
-    """Root MFA, with a warning sign when it is off."""
+    """Root, with a warning sign when it needs attention (MFA off with a password, root access keys).
+
+    A root without password and access keys cannot sign in: shown neutrally, never as a warning.
+    """
     text = root_text(account.root)
-    return f":warning: *Root user: {text}*" if account.root.mfa_enabled is False else f"Root user: {text}"
+    return f":warning: *Root user: {text}*" if account.root.needs_attention else f"Root user: {text}"
 
 
 def summary_block(account: AccountFindings) -> SectionBlock:
@@ -256,10 +259,11 @@ def error_block(account: AccountFindings) -> SectionBlock:
 
 
 def context_block(account: AccountFindings, generated_at: datetime) -> ContextBlock:
-    """When the audit ran and how old the credential report was."""
+    """When the audit ran and how fresh its findings are (report time, CloudTrail since, or why not)."""
     text = f"Audited {generated_at:%Y-%m-%d %H:%M} UTC"
-    if account.report_generated_at:
-        text += f" · credential report from {account.report_generated_at:%Y-%m-%d %H:%M} UTC"
+    freshness = freshness_text(account)
+    if freshness:
+        text += f" · {escape(freshness)}"
     text += " · users the report flags are re-checked live"
     return ContextBlock(elements=[mrkdwn(text)])
 
@@ -395,6 +399,8 @@ def audit_message(result: AuditResult, max_rows: int = DEFAULT_MAX_ROWS, max_blo
                 if not users:
                     continue
                 lines = [LINE_RENDERERS[status](user, now) for user in users]
+                if status == "violation":
+                    title = f"Violations: {violation_title(users)}"
                 sections, shown = pack_lines(f"*{title} ({len(users)})*", lines, 1 + spare, rows_left)
                 blocks += sections
                 spare -= len(sections) - 1
@@ -489,7 +495,13 @@ def console_steps(user: UserFinding, alias: str | None = None) -> str:
 
 
 def fix_steps_blocks(user: UserFinding, alias: str | None = None) -> list[SectionBlock]:
-    """Personal MFA set-up steps (console, then CLI) for one IAM user: two sections."""
+    """Personal MFA set-up steps for one IAM user, two sections: console then CLI, or (key-only) CLI then
+    how to use the access key with MFA."""
+    if not user.console_access:
+        return [
+            SectionBlock(text=mrkdwn(truncate("*With the AWS CLI*\n" + cli_steps(user), MAX_SECTION_CHARS))),
+            SectionBlock(text=mrkdwn(truncate(key_steps(user), MAX_SECTION_CHARS))),
+        ]
     return [
         SectionBlock(text=mrkdwn(truncate(console_steps(user, alias), MAX_SECTION_CHARS))),
         SectionBlock(text=mrkdwn(truncate("*Or with the AWS CLI*\n" + cli_steps(user), MAX_SECTION_CHARS))),
@@ -512,7 +524,10 @@ STATUS_TEXT = {
 
 
 def _own_status(user: UserFinding, account: str, now: datetime) -> str:
-    text = f"*{code(user.user_name)}* in {escape(account)}: {STATUS_TEXT[user.status]}"
+    status = STATUS_TEXT[user.status]
+    if user.status == "violation" and not user.console_access:
+        status = ":x: active access key *without MFA*"
+    text = f"*{code(user.user_name)}* in {escape(account)}: {status}"
     if user.status == "compliant":
         text += f" ({_devices_text(user)})"
     if user.status == "violation":
@@ -711,10 +726,11 @@ class DigestAccount:
     label: str
     error: str | None
     root: str  # root MFA as text ("MFA on (hardware)", "MFA OFF", ...)
-    root_off: bool
+    root_off: bool  # root needs attention (MFA off with a password, or root access keys): a warning
     violations: int
     exempt: int = 0
     exempt_by_tag: int = 0  # of `exempt`: by the mfa-exempt tag, set outside Slack
+    freshness: str | None = None  # "fresh through 07:30 UTC (report of 06:12 UTC + CloudTrail)", or why not
 
 
 @dataclass(frozen=True)
@@ -730,6 +746,7 @@ class DigestView:
     overdue: tuple[OverdueRow, ...] = ()
     overdue_after_days: int = 0  # ESCALATE_AFTER_DAYS when the view was built
     scope: tuple[str, ...] = ()  # the account ids of an account channel's digest; () = every account
+    accepted_risk: int = 0  # exempt + grace users: accepted risk, never counted as compliant
 
     @property
     def failed(self) -> tuple[DigestAccount, ...]:
@@ -909,10 +926,16 @@ def _digest_summary(view: DigestView) -> SectionBlock:
         )
         return SectionBlock(text=mrkdwn(text))
     if view.all_clear:
-        text = (
-            f":white_check_mark: *All clear*: every IAM user with a console password has MFA "
-            f"({_plural(audited, 'account')} audited)."
-        )
+        if view.accepted_risk:
+            text = (
+                f":white_check_mark: *No violations* ({_plural(audited, 'account')} audited); "
+                f"{_plural(view.accepted_risk, 'IAM user')} exempt or in grace: {ACCEPTED_RISK}."
+            )
+        else:
+            text = (
+                f":white_check_mark: *All clear*: every IAM user in scope has MFA "
+                f"({_plural(audited, 'account')} audited)."
+            )
         return SectionBlock(text=mrkdwn(text))
     first = view.new_since is None
     fields = [
@@ -925,6 +948,8 @@ def _digest_summary(view: DigestView) -> SectionBlock:
     by_tag = sum(a.exempt_by_tag for a in view.accounts if not a.error)
     if exempt:
         fields.append(mrkdwn(f"*Exempt:* {exempt_counts(exempt, by_tag)}"))
+    if view.accepted_risk:
+        fields.append(mrkdwn(f"*Exempt or in grace ({ACCEPTED_RISK}):* {view.accepted_risk}"))
     return SectionBlock(fields=fields)
 
 
@@ -971,9 +996,12 @@ def _digest_flow(view: DigestView, states: Mapping[str, RowState]) -> list[tuple
         if account.error:
             continue
         line = f"{escape(account.label)}: root {escape(account.root)}"
-        root_lines.append(f":warning: *{line}*" if account.root_off else f"• {line}")
+        line = f":warning: *{line}*" if account.root_off else f"• {line}"
+        if account.freshness:
+            line += f" · _{escape(account.freshness)}_"
+        root_lines.append(line)
     if root_lines:
-        root_lines[0] = "*Root user MFA*\n" + root_lines[0]
+        root_lines[0] = "*Root user and freshness of the findings*\n" + root_lines[0]
         flow += [(block, None, False) for block in _pack_all(root_lines)]
     if view.overdue:
         flow += [(block, None, True) for block in overdue_blocks(view.overdue, view.overdue_after_days, states)]
@@ -1079,40 +1107,113 @@ def recheck_button(user: UserFinding) -> ButtonElement:
     return ButtonElement(text=RECHECK_BUTTON, action_id=RECHECK_ACTION, value=user_value(user), style="primary")
 
 
+DM_HEADER_BLOCK = "mfa_dm_header"
+DM_INTRO_BLOCK = "mfa_dm_intro"
+
+
+def key_steps(user: UserFinding) -> str:
+    """For a key-only user (MFA_SCOPE=all): MFA on the CLI with get-session-token, or a role instead."""
+    serial = f"arn:{code_safe(_partition(user.arn))}:iam::{code_safe(user.account_id)}:mfa/{code_safe(user.user_name)}"
+    return (
+        f"*Access keys of {code(user.user_name)}: use them with MFA*\n"
+        "Once the device is on (CLI steps), get temporary credentials with a code from it and use those:\n"
+        f"```aws sts get-session-token --serial-number {serial} --token-code 123456```\n"
+        "Better for a workload (CI, a server, a script): move it to an IAM role (instance profile, OIDC "
+        "for CI) and delete the access key."
+    )
+
+
+def dm_progress_header(remaining: int) -> str:
+    """The header of a DM some of whose IAM users are fixed."""
+    return truncate(f"Almost there: MFA still needed for {_plural(remaining, 'IAM user')}", MAX_HEADER_CHARS)
+
+
+def dm_progress_text(slack_user_id: str | None, remaining: Sequence[str], done: Sequence[str]) -> str:
+    """The opening of a DM some of whose IAM users are fixed: thanks for those, the rest still needed."""
+    hello = f"Hi {mention(slack_user_id)}, " if slack_user_id else "Hi, "
+    names = ", ".join(code(name) for name in done)
+    subject = code(remaining[0]) if len(remaining) == 1 else ", ".join(code(name) for name in remaining)
+    return truncate(
+        f"{hello}thank you: {names} {'is' if len(done) == 1 else 'are'} done, I checked it live. "
+        f"Still needed: an MFA device for {subject}; when you are done, press *{RECHECK_BUTTON}* "
+        "and I check again right away.",
+        MAX_SECTION_CHARS,
+    )
+
+
+def dm_header_text(users: Sequence[UserFinding], done: int = 0) -> str:
+    """The DM's header: what is asked, or (some fixed) what is still needed."""
+    if done:
+        return dm_progress_header(len(users))
+    if all(u.console_access for u in users):
+        return "Please turn on MFA for your AWS console sign-in"
+    return "Please turn on MFA for your AWS IAM user" + ("" if len(users) == 1 else "s")
+
+
+def dm_intro_text(slack_user_id: str | None, users: Sequence[UserFinding], done: Sequence[str] = ()) -> str:
+    """The DM's opening: whom it is for, what each IAM user lacks; with `done` (their names), thanks first."""
+    if done:
+        return dm_progress_text(slack_user_id, [u.user_name for u in users], done)
+    count = len(users)
+    hello = f"Hi {mention(slack_user_id)}, " if slack_user_id else "Hi, "
+    subject = "this IAM user" if count == 1 else f"these {count} IAM users"
+    has = "has" if count == 1 else "have"
+    console = sum(1 for u in users if u.console_access)
+    if console == count:
+        what = f"can sign in to the AWS console with a password but {has} no MFA device"
+    elif console == 0:
+        what = f"{has} an active access key but no MFA device (MFA is required for access keys too)"
+    else:
+        what = f"can sign in to the AWS console or {has} an active access key, but no MFA device"
+    return (
+        f"{hello}{subject} of yours {what}. It takes two minutes; when you are done, press "
+        f"*{RECHECK_BUTTON}* and I check again right away."
+    )
+
+
 def nudge_dm(
-    slack_user_id: str,
+    slack_user_id: str | None,
     users: Sequence[UserFinding],
     aliases: Mapping[str, str | None],
     requested_by: str | None = None,
     max_blocks: int = MAX_BLOCKS,
+    done: Sequence[UserFinding] = (),
 ) -> Message:
-    """The personal DM: each IAM user of the person with its sign-in URL and re-check button, then the steps."""
+    """The personal DM: each IAM user of the person with its sign-in URL and re-check button, then the steps.
+
+    `done`: IAM users of the same DM already fixed (a re-check found MFA on): thanked, not asked again.
+    Console steps are shown when a user has a console password; MFA-on-the-CLI steps for key-only users.
+    """
     count = len(users)
-    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Please turn on MFA for your AWS console sign-in"))]
-    intro = (
-        f"Hi {mention(slack_user_id)}, {'this IAM user' if count == 1 else f'these {count} IAM users'} of yours can "
-        f"sign in to the AWS console with a password but {'has' if count == 1 else 'have'} no MFA device. "
-        f"It takes two minutes; when you are done, press *{RECHECK_BUTTON}* and I check again right away."
-    )
-    blocks.append(SectionBlock(text=mrkdwn(truncate(intro, MAX_SECTION_CHARS))))
-    fixed_blocks = 4  # console steps, CLI steps, permission, context
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=dm_header_text(users, len(done))), block_id=DM_HEADER_BLOCK)
+    ]
+    intro = dm_intro_text(slack_user_id, users, [u.user_name for u in done])
+    blocks.append(SectionBlock(text=mrkdwn(truncate(intro, MAX_SECTION_CHARS)), block_id=DM_INTRO_BLOCK))
+    key_only = [u for u in users if not u.console_access]
+    console_steps_shown = len(key_only) < count
+    fixed_blocks = 3 + int(console_steps_shown) + (1 if key_only else 0)  # CLI, permission, context (+ console, keys)
     per_user_cli = len(blocks) + 2 * count + fixed_blocks - 1 <= max_blocks
     room = max_blocks - len(blocks) - fixed_blocks - 1
     listed = users if count <= room else users[: room - 1]
     for user in listed:
         url = signin_url(user.account_id, aliases.get(user.account_id), _partition(user.arn))
         text = f"*{code(user.user_name)}* in {escape(_user_label(user, aliases))}"
-        if url:
+        if not user.console_access:
+            text += "\nAccess key, no console password"
+        elif url:
             text += f"\nSign-in URL: {link(url)}"
         blocks.append(SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)), accessory=recheck_button(user)))
     if len(listed) < count:
         rest = ", ".join(u.user_name for u in users[len(listed) :])
         text = f"_…and {_plural(count - len(listed), 'more IAM user')}: {escape(rest)} (see `/mfa-check me`)._"
         blocks.append(SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))))
-    blocks.append(SectionBlock(text=mrkdwn(dm_console_steps())))
+    if console_steps_shown:
+        blocks.append(SectionBlock(text=mrkdwn(dm_console_steps())))
+    cli_title = "*Or with the AWS CLI*" if console_steps_shown else "*With the AWS CLI*"
     if per_user_cli:
         for user in users:
-            title = "*Or with the AWS CLI*" + (f" (for {code(user.user_name)})" if count > 1 else "")
+            title = cli_title + (f" (for {code(user.user_name)})" if count > 1 else "")
             blocks.append(SectionBlock(text=mrkdwn(truncate(f"{title}\n{cli_steps(user)}", MAX_SECTION_CHARS))))
     else:
         generic = UserFinding(
@@ -1123,12 +1224,58 @@ def nudge_dm(
             mfa_devices=(),
             status="violation",
         )
-        blocks.append(SectionBlock(text=mrkdwn("*Or with the AWS CLI*\n" + cli_steps(generic))))
+        blocks.append(SectionBlock(text=mrkdwn(f"{cli_title}\n" + cli_steps(generic))))
+    if key_only:
+        text = "\n\n".join(key_steps(u) for u in key_only)
+        blocks.append(SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS))))
     blocks.append(SectionBlock(text=mrkdwn(permission_note())))
     who = f" at the request of {mention(requested_by)}" if requested_by and requested_by != "scheduler" else ""
     blocks.append(ContextBlock(elements=[mrkdwn(f"Sent by MFA-bot{who}. Only you see this DM.")]))
-    text = "Your AWS console sign-in needs MFA" + ("" if count == 1 else f" ({count} IAM users)")
+    if done:
+        text = f"MFA still needed for {_plural(count, 'IAM user')} ({len(done)} done)"
+    elif console_steps_shown:
+        text = "Your AWS console sign-in needs MFA" + ("" if count == 1 else f" ({count} IAM users)")
+    else:
+        text = "Your AWS access key needs MFA" + ("" if count == 1 else f" ({count} IAM users)")
     return Message(text=text, blocks=blocks)
+
+
+THANKS_HEADER = "Thank you: MFA is on"
+
+
+def dm_all_fixed(done: Sequence[str]) -> Message:
+    """The DM once every IAM user in it is fixed: a short thank-you, no request, no steps.
+
+    `done`: one mrkdwn line per fixed IAM user.
+    """
+    lines = "\n".join(done) if done else "Every IAM user in this message is fixed."
+    text = f"*Thank you!* I checked it live just now: nothing left to do.\n{lines}"
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=THANKS_HEADER), block_id=DM_HEADER_BLOCK),
+        SectionBlock(text=mrkdwn(truncate(text, MAX_SECTION_CHARS)), block_id=DM_INTRO_BLOCK),
+    ]
+    return Message(text=THANKS_HEADER, blocks=blocks)
+
+
+def done_line(user_name: str, account: str) -> str:
+    """One fixed IAM user in an updated DM."""
+    return f":white_check_mark: {code(user_name)} in {escape(account)}: MFA is on"
+
+
+def dm_after_fix(
+    slack_user_id: str | None,
+    fixed: Sequence[UserFinding],
+    remaining: Sequence[UserFinding],
+    aliases: Mapping[str, str | None],
+    requested_by: str | None = None,
+) -> Message:
+    """The DM rebuilt after a re-check, from which of its IAM users are fixed and which remain; pure.
+
+    Every one fixed: a short thank-you. Some: the DM thanks for those and asks only for the rest.
+    """
+    if not remaining:
+        return dm_all_fixed([done_line(u.user_name, _user_label(u, aliases)) for u in fixed])
+    return nudge_dm(slack_user_id, remaining, aliases, requested_by, done=fixed)
 
 
 # -- re-check answers ---------------------------------------------------------------------------
@@ -1146,20 +1293,55 @@ def recheck_missing(user_name: str, account: str, missing: str) -> str:
     return truncate(f":x: {code(user_name)} in {escape(account)} still needs MFA: {missing}", MAX_SECTION_CHARS)
 
 
+DONE_ROW_BLOCK = "mfa_dm_done:"  # block_id prefix of a fixed row in an updated DM
+
+
 def dm_after_recheck(blocks: Sequence[Mapping], value: str, thanks: str) -> list[dict]:
-    """The DM's blocks (as Slack sent them) with the re-checked row replaced by `thanks`; pure."""
+    """The DM's blocks (as Slack sent them) after the row `value` was found fixed; pure.
+
+    The fixed row becomes `thanks`. None left: the whole DM becomes a short thank-you (no request,
+    no steps). Some left: the header and opening say which are done and which remain; the rows and
+    steps of the remaining ones stay as they were.
+    """
     updated: list[dict] = []
-    for block in blocks:
+    done: list[str] = []
+    for index, block in enumerate(blocks):
         accessory = block.get("accessory") or {}
         if accessory.get("action_id") == RECHECK_ACTION and accessory.get("value") == value:
-            updated.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(thanks, MAX_SECTION_CHARS)}})
-        else:
-            updated.append(dict(block))
-    left = any((b.get("accessory") or {}).get("action_id") == RECHECK_ACTION for b in updated)
-    done_note = "All set: every IAM user in this message has MFA now. Thank you!"
-    if not left and not any(done_note in str(b) for b in updated):
-        updated.append({"type": "context", "elements": [{"type": "mrkdwn", "text": done_note}]})
+            block = {
+                "type": "section",
+                "block_id": truncate(f"{DONE_ROW_BLOCK}{index}", 255),
+                "text": mrkdwn(truncate(thanks, MAX_SECTION_CHARS)).to_dict(),
+            }
+        if str(block.get("block_id", "")).startswith(DONE_ROW_BLOCK):
+            done.append(str((block.get("text") or {}).get("text", "")))
+        updated.append(dict(block))
+    remaining = [
+        (b.get("accessory") or {}).get("value", "")
+        for b in updated
+        if (b.get("accessory") or {}).get("action_id") == RECHECK_ACTION
+    ]
+    if not remaining:
+        return Message(text=THANKS_HEADER, blocks=dm_all_fixed(done).blocks).blocks_json()
+    names = [parsed[1] for parsed in map(parse_user_value, remaining) if parsed]
+    done_names = [m.group(1) for m in (re.search(r"`([^`]+)`", line) for line in done) if m]
+    recipient = _dm_recipient(blocks)
+    for index, block in enumerate(updated[:2]):
+        if block.get("type") == "header":
+            updated[index] = {**block, "text": {"type": "plain_text", "text": dm_progress_header(len(names))}}
+        elif block.get("type") == "section" and not block.get("accessory"):
+            text = dm_progress_text(recipient, names, done_names)
+            updated[index] = {**block, "text": mrkdwn(text).to_dict()}
     return updated[:MAX_BLOCKS]
+
+
+def _dm_recipient(blocks: Sequence[Mapping]) -> str | None:
+    """The person a DM greets (`Hi <@U…>`), from its opening section."""
+    for block in blocks[:3]:
+        found = re.search(r"Hi <@([UW][A-Z0-9]+)>", str((block.get("text") or {}).get("text", "")))
+        if found:
+            return found.group(1)
+    return None
 
 
 # -- answers to admins about nudges -------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Literal
 
 DeviceType = Literal["virtual", "fido", "hardware"]
 Status = Literal["violation", "compliant", "no_console", "exempt", "grace"]
+Scope = Literal["console", "all"]  # MFA_SCOPE: console passwords (IAM.5, CIS) or access keys too (IAM.19)
+SCOPES: tuple[Scope, ...] = ("console", "all")
 STATUSES: tuple[Status, ...] = ("violation", "exempt", "grace", "compliant", "no_console")
 
 
@@ -25,6 +27,15 @@ class MfaDevice:
 
 
 @dataclass(frozen=True)
+class AccessKeyUse:
+    """One access key slot of a credential report row (`access_key_N_*` columns)."""
+
+    number: int  # 1 or 2
+    active: bool
+    last_used: datetime | None = None  # None: never used (or unknown)
+
+
+@dataclass(frozen=True)
 class ReportRow:
     """One row of the IAM credential report, typed."""
 
@@ -34,6 +45,11 @@ class ReportRow:
     password_enabled: bool | None  # None: "not_supported" (root) or unreadable
     password_last_changed: datetime | None
     mfa_active: bool
+    access_keys: tuple[AccessKeyUse, ...] = ()
+
+    @property
+    def active_keys(self) -> tuple[AccessKeyUse, ...]:
+        return tuple(k for k in self.access_keys if k.active)
 
 
 @dataclass(frozen=True)
@@ -62,10 +78,28 @@ class LiveState:
 
 @dataclass(frozen=True)
 class RootStatus:
-    """The root user's MFA, reported apart from IAM users (None: could not be read)."""
+    """The root user, reported apart from IAM users (None: could not be read).
+
+    `password_present` / `access_keys_present` come from GetAccountSummary
+    (AccountPasswordPresent, AccountAccessKeysPresent); None when the summary lacks them.
+    """
 
     mfa_enabled: bool | None = None
     hardware: bool | None = None
+    password_present: bool | None = None
+    access_keys_present: bool | None = None
+
+    @property
+    def no_credentials(self) -> bool:
+        """No root password and no root access keys (e.g. centralized root access): root cannot sign in."""
+        return self.password_present is False and self.access_keys_present is False
+
+    @property
+    def needs_attention(self) -> bool:
+        """A warning: root access keys exist, or MFA is off while a password may exist."""
+        if self.access_keys_present:
+            return True
+        return self.mfa_enabled is False and self.password_present is not False
 
 
 @dataclass
@@ -82,7 +116,12 @@ class AccountFacts:
     virtual_devices: dict[str, tuple[MfaDevice, ...]] = field(default_factory=dict)  # user ARN -> devices
     live: dict[str, LiveState] = field(default_factory=dict)  # user ARN -> live state
     tags: dict[str, dict[str, str]] = field(default_factory=dict)  # user ARN -> tags
+    devices: dict[str, tuple[MfaDevice, ...]] = field(default_factory=dict)  # user ARN -> ListMFADevices now
     root: RootStatus = field(default_factory=RootStatus)
+    fresh_through: datetime | None = None  # the newest moment the facts cover
+    cloudtrail_error: str | None = None  # LookupEvents failed: its error code; the report alone was used
+    changed_since_report: frozenset[str] = frozenset()  # user names CloudTrail names after the report
+    pending_virtual_names: frozenset[str] = frozenset()  # virtual devices created, never enabled (by name)
 
 
 @dataclass(frozen=True)
@@ -101,6 +140,7 @@ class AuditPolicy:
     now: datetime
     grace_period_days: int = 0
     tag_mfa_exempt: str = "mfa-exempt"
+    scope: Scope = "console"
     exemptions: dict[str, Exemption] = field(default_factory=dict)  # user ARN -> exemption
     tag_exemptions: bool = True  # False: the mfa-exempt tag is ignored (TAG_EXEMPTIONS=off)
 
@@ -128,6 +168,7 @@ class UserFinding:
     grace_until: datetime | None = None
     exempt_until: datetime | None = None
     checked_live: bool = False
+    access_keys: tuple[AccessKeyUse, ...] = ()  # the active keys a key-only violation is about (MFA_SCOPE=all)
     tags: dict[str, str] = field(default_factory=dict, compare=False)
     slack_user_id: str | None = None
     exempt_by_tag: bool = False  # exempt by the mfa-exempt tag, set outside Slack (not granted in Slack)
@@ -144,6 +185,8 @@ class AccountFindings:
     root: RootStatus
     users: list[UserFinding]
     security_hub_error: str | None = None  # SECURITY_HUB_IMPORT: why the import failed (the audit stands)
+    fresh_through: datetime | None = None  # the newest moment its facts cover (None: unknown)
+    cloudtrail_error: str | None = None  # set when CloudTrail could not be read: findings are as of the report
 
     def by_status(self, status: Status) -> list[UserFinding]:
         return [u for u in self.users if u.status == status]

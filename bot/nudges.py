@@ -23,6 +23,7 @@ honours it (30 minutes), else as a DM to the admin; a restart mid-queue loses no
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import socket
@@ -93,9 +94,10 @@ def describe_failure(exc: BaseException) -> str:
     return slack_error(exc)
 
 
-def targets_from_arns(arns: Iterable[str]) -> list[UserFinding]:
-    """The IAM users a DM is about, from their ARNs alone (enough to render the steps)."""
-    return [violation_finding(arn) for arn in dict.fromkeys(arns)]
+def targets_from_arns(arns: Iterable[str], key_only: Collection[str] = ()) -> list[UserFinding]:
+    """The IAM users a DM is about, from their ARNs (and which are key-only): enough to render the steps."""
+    targets = [violation_finding(arn) for arn in dict.fromkeys(arns)]
+    return [dataclasses.replace(t, console_access=False) if t.arn in key_only else t for t in targets]
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class Nudger:
                 last_unknown=unknown,
             )
             return self._finish(result, requested_by, item)
-        message = messages.nudge_dm(person, targets_from_arns(arns), desk.aliases, requested_by)
+        message = messages.nudge_dm(person, targets_from_arns(arns, desk.key_only), desk.aliases, requested_by)
         try:
             channel, ts = desk.slack.dm(person, message.text, message.blocks)
         except Exception as exc:  # every failure is recorded, whatever its shape

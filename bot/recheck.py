@@ -34,21 +34,39 @@ logger = logging.getLogger(__name__)
 REFUSAL = ":no_entry: Only the person this reminder is for, or an MFA-bot admin, can re-check it (while it is open)."
 
 
-def verdict(state: LiveState, pending_virtual: bool = False) -> tuple[bool, str]:
-    """(fixed?, why): the rule applied to a live state, in words for the person. Pure."""
+def verdict(state: LiveState, pending_virtual: bool = False, active_keys: int = 0) -> tuple[bool, str]:
+    """(fixed?, why): the rule applied to a live state, in words for the person. Pure.
+
+    `active_keys`: the user's active access keys, counted only with MFA_SCOPE=all (else 0).
+    """
     if not state.exists:
         return True, "the IAM user no longer exists"
-    if not state.console_access:
-        return True, "it has no console password any more"
     if state.mfa_devices:
         kinds = ", ".join(sorted({d.type for d in state.mfa_devices}))
         return True, f"an MFA device is enabled ({kinds})"
+    if not state.console_access and active_keys:
+        if pending_virtual:
+            return False, (
+                "it has an active access key, and its virtual MFA device was created but never enabled. Finish "
+                "it with `aws iam enable-mfa-device` and two consecutive codes, or delete the access key."
+            )
+        return False, "it has an active access key and no MFA device (or move the workload to a role)."
+    if not state.console_access:
+        return True, "it has no console password any more"
     if pending_virtual:
         return False, (
             "a virtual MFA device was created for it but never enabled. Finish it: in the console choose "
             "*Assign MFA device* again, or run `aws iam enable-mfa-device` with two consecutive codes."
         )
     return False, "no MFA device is enabled, and it has a console password."
+
+
+def keys_in_scope(iam: Any, user_name: str, state: LiveState, scope: str) -> int:
+    """Active access keys that matter to the verdict: counted (ListAccessKeys) only with MFA_SCOPE=all,
+    for a user who has neither a console password nor an MFA device."""
+    if scope != "all" or not state.exists or state.console_access or state.mfa_devices:
+        return 0
+    return aws.active_access_keys(iam, user_name)
 
 
 def pending_virtual_device(iam: Any, user_name: str) -> bool:
@@ -164,9 +182,10 @@ class Rechecker:
             if error is not None:
                 raise service.TargetsError(error)
             state = aws.live_state(iam, user_name)
-            fixed, why = verdict(state)
+            keys = keys_in_scope(iam, user_name, state, desk.config.mfa_scope)
+            fixed, why = verdict(state, active_keys=keys)
             if not fixed:
-                fixed, why = verdict(state, pending_virtual_device(iam, user_name))
+                fixed, why = verdict(state, pending_virtual_device(iam, user_name), keys)
         except (service.TargetsError, ClientError, BotoCoreError) as exc:
             error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
             logger.warning("re-check failed: %s", error)
@@ -243,20 +262,23 @@ class Rechecker:
                 failed.append(account_id)
                 continue
 
-            def live(episode: Episode, iam: Any = iam) -> tuple[Episode, LiveState | None]:
+            def live(episode: Episode, iam: Any = iam) -> tuple[Episode, LiveState | None, int]:
                 try:
-                    return episode, aws.live_state(iam, episode.user_name)
+                    state = aws.live_state(iam, episode.user_name)
+                    return episode, state, keys_in_scope(iam, episode.user_name, state, desk.config.mfa_scope)
                 except (ClientError, BotoCoreError) as exc:
                     logger.warning("scheduled re-check of one user failed: %s", aws.describe_error(exc))
-                    return episode, None
+                    return episode, None, 0
 
             workers = max(1, min(desk.config.live_check_concurrency, len(open_here)))
             with ThreadPoolExecutor(workers, thread_name_prefix="recheck") as pool:
-                for episode, state in pool.map(live, open_here):
+                for episode, state, keys in pool.map(live, open_here):
                     if state is None:
                         continue
                     checked += 1
-                    if verdict(state)[0] and desk.store.close_episode(episode.arn, desk.clock()) is not None:
+                    if not verdict(state, active_keys=keys)[0]:
+                        continue
+                    if desk.store.close_episode(episode.arn, desk.clock()) is not None:
                         fixed.append(episode.arn)
         if fixed:
             self._refresh(fixed)

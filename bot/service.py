@@ -64,6 +64,7 @@ def collect_options(config: Config) -> aws.CollectOptions:
     return aws.CollectOptions(
         report_deadline_seconds=config.report_deadline_seconds,
         live_check_concurrency=config.live_check_concurrency,
+        scope=config.mfa_scope,
     )
 
 
@@ -75,6 +76,7 @@ def audit_policy(config: Config, now: datetime, exemptions: Mapping[str, Exempti
         tag_mfa_exempt=config.tag_mfa_exempt,
         exemptions=dict(exemptions or {}),
         tag_exemptions=config.tag_exemptions,
+        scope=config.mfa_scope,
     )
 
 
@@ -148,6 +150,15 @@ def import_to_security_hub(
     return error
 
 
+def cloudtrail_client(
+    config: Config, base: boto3.session.Session, partition: str, credentials: dict[str, str] | None
+) -> Any:
+    """A CloudTrail client for one account, in its partition's IAM region (where IAM's events are)."""
+    return aws.service_client(
+        base, "cloudtrail", config.aws_endpoint_url, 1, credentials, region=aws.iam_region(partition)
+    )
+
+
 def audit_target(
     config: Config,
     base: boto3.session.Session,
@@ -159,11 +170,12 @@ def audit_target(
     try:
         credentials = account_credentials(config, base, target)
         iam = aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
+        cloudtrail = cloudtrail_client(config, base, partition, credentials)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)
         return failed_account(target.account_id, error, alias=target.name)
-    facts = aws.collect_account(iam, target.account_id, partition, collect_options(config))
+    facts = aws.collect_account(iam, target.account_id, partition, collect_options(config), cloudtrail=cloudtrail)
     judged_by = policy()
     findings = audit.judge_account(facts, judged_by)
     if config.security_hub_import and findings.error is None:

@@ -94,3 +94,12 @@ def org_config(proxy_url: str, **overrides: Any) -> Config:
         report_deadline_seconds=5,
     )
     return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture(autouse=True)
+def fast_cloudtrail_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LookupEvents paced at 1,000 a second in-process (the 2 a second pacing is tested with a fake clock)."""
+    from bot import aws
+    from bot.pacing import Rate
+
+    monkeypatch.setattr(aws, "CLOUDTRAIL_RATE", Rate(1000.0, burst=1))

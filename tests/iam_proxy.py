@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bot.demo import AwsStandIn, moto_wsgi_app
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -274,18 +276,6 @@ class IamProxy:
                 self._keys_in_flight[key] -= 1
 
 
-def moto_wsgi_app() -> WsgiApp:
-    """moto's own WSGI dispatcher (every service), for a stand-in without a second HTTP hop."""
-    from moto import backends
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-    # moto lists its own package folder (a few hundred isdir calls) on every request, under a
-    # lock: a third of its CPU per call. The list never changes while it runs: list it once.
-    modules = tuple(backends.list_of_moto_modules())
-    backends.list_of_moto_modules = lambda: modules
-    return DomainDispatcherApplication(create_backend_app)
-
-
 def _serve_forever() -> None:
     """`python -m tests.iam_proxy --delay-ms 100`: moto behind this proxy, in their own process.
 
@@ -301,7 +291,7 @@ def _serve_forever() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--close-connections", action="store_true", help="close each connection, as moto's server does")
     args = parser.parse_args()
-    moto = moto_wsgi_app()
+    moto = AwsStandIn(moto_wsgi_app())
     with (
         IamProxy(moto) as direct,
         IamProxy(moto, delay_seconds=args.delay_ms / 1000, close_connections=args.close_connections) as proxy,

@@ -298,3 +298,166 @@ def test_root_off_and_unknown():
 def test_root_falls_back_to_the_report_row():
     _, root_row = audit.parse_credential_report(report(ROOT_ROW))
     assert audit.judge_root(None, {}, "aws", ACCOUNT, root_row).mfa_enabled is True
+
+
+# --- root credentials: every combination of the account summary's flags ------------------------
+
+
+@pytest.mark.parametrize(
+    ("mfa", "password", "keys", "no_credentials", "needs_attention", "text"),
+    [
+        (False, False, False, True, False, "no credentials (no password, no access keys): cannot sign in"),
+        (True, False, False, True, False, "no credentials (no password, no access keys): cannot sign in"),
+        (None, False, False, True, False, "no credentials (no password, no access keys): cannot sign in"),
+        (False, True, False, False, True, "MFA OFF"),
+        (True, True, False, False, False, "MFA on (hardware)"),
+        (False, None, None, False, True, "MFA OFF"),  # an older endpoint: nothing proves root cannot sign in
+        (True, None, None, False, False, "MFA on (hardware)"),
+        (None, None, None, False, False, "MFA unknown (could not be read)"),
+        (False, False, None, False, False, "MFA OFF, no password"),
+        (False, True, True, False, True, "MFA OFF, ROOT ACCESS KEYS PRESENT (delete them)"),
+        (True, True, True, False, True, "MFA on (hardware), ROOT ACCESS KEYS PRESENT (delete them)"),
+        (True, False, True, False, True, "MFA on (hardware), no password, ROOT ACCESS KEYS PRESENT (delete them)"),
+        (False, False, True, False, True, "MFA OFF, no password, ROOT ACCESS KEYS PRESENT (delete them)"),
+    ],
+)
+def test_root_credentials_every_combination(mfa, password, keys, no_credentials, needs_attention, text):
+    from bot.report import root_text
+
+    root = audit.judge_root(mfa, {}, "aws", ACCOUNT, password_present=password, access_keys_present=keys)
+    assert (root.password_present, root.access_keys_present) == (password, keys)
+    assert root.no_credentials is no_credentials
+    assert root.needs_attention is needs_attention
+    assert root_text(root) == text
+
+
+def test_summary_flags_are_none_when_the_summary_lacks_them():
+    summary = {"AccountMFAEnabled": 0, "AccountPasswordPresent": 1}
+    assert audit.summary_flag(summary, "AccountMFAEnabled") is False
+    assert audit.summary_flag(summary, "AccountPasswordPresent") is True
+    assert audit.summary_flag(summary, "AccountAccessKeysPresent") is None
+
+
+# --- devices: mfa_devices never empty for a user with MFA ---------------------------------------
+
+FIDO = audit.mfa_device(f"arn:aws:iam::{ACCOUNT}:u2f/user/fay/key")
+TOKEN = audit.mfa_device("GAHT12345678")
+PHONE = audit.mfa_device(f"arn:aws:iam::{ACCOUNT}:mfa/vic")
+
+
+def test_report_mfa_users_without_a_virtual_device_get_their_devices_listed():
+    users = [user("fay"), user("vic"), user("nomfa"), user("flagged")]
+    rows, _ = audit.parse_credential_report(
+        report(row("fay", "true", "true"), row("vic", "true", "true"), row("nomfa", "false", "false"),
+               row("flagged", "true", "false"))
+    )  # fmt: skip
+    virtual = {arn("vic"): (PHONE,)}
+    confirm = audit.users_to_confirm(users, rows)
+    assert [u.name for u in confirm] == ["flagged"]
+    assert [u.name for u in audit.users_to_list_devices(users, rows, virtual, confirm)] == ["fay"]
+    # named by CloudTrail: confirmed in full, so not listed twice
+    confirm = audit.users_to_confirm(users, rows, changed_since_report={"fay"})
+    assert [u.name for u in audit.users_to_list_devices(users, rows, virtual, confirm)] == []
+
+
+@pytest.mark.parametrize(("device", "kind"), [(FIDO, "fido"), (TOKEN, "hardware"), (PHONE, "virtual")])
+def test_a_compliant_user_lists_the_devices_found(device, kind):
+    facts = facts_for(report(row("fay", "true", "true")), [user("fay")], devices={arn("fay"): (device,)})
+    fay = judge(facts)["fay"]
+    assert fay.status == "compliant" and [d.type for d in fay.mfa_devices] == [kind]
+
+
+def test_listed_devices_empty_means_the_device_went_and_the_live_check_decides():
+    facts = facts_for(report(row("fay", "true", "true")), [user("fay")], devices={arn("fay"): ()})
+    assert judge(facts)["fay"].status == "violation"  # no live check: the listing alone says no device
+    facts = facts_for(report(row("fay", "true", "true")), [user("fay")], live={arn("fay"): live(3)})
+    assert judge(facts)["fay"].status == "violation" and judge(facts)["fay"].checked_live
+
+
+def test_a_never_enabled_virtual_device_has_its_own_reason():
+    items = [
+        {"SerialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/erin"},  # created, never enabled
+        {"SerialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/vic", "EnableDate": NOW, "User": {"Arn": arn("vic")}},
+    ]
+    assert audit.pending_virtual_device_names(items) == {"erin"}
+    assert audit.virtual_devices_by_user(items) == {arn("vic"): (audit.mfa_device(items[1]["SerialNumber"], NOW),)}
+    facts = facts_for(
+        report(row("erin", "true", "false")), [user("erin")], live={arn("erin"): live(2)},
+        pending_virtual_names=frozenset({"erin"}),
+    )  # fmt: skip
+    erin = judge(facts)["erin"]
+    assert erin.status == "violation"
+    assert erin.reason == "console password since 2026-11-25 (2 days), virtual MFA device created but never enabled"
+
+
+def test_cloudtrail_named_users_are_confirmed_even_when_the_report_says_no_console():
+    users = [user("judy"), user("other")]
+    rows, _ = audit.parse_credential_report(report(row("judy", "false", "false"), row("other", "false", "false")))
+    assert [u.name for u in audit.users_to_confirm(users, rows, changed_since_report={"judy"})] == ["judy"]
+    facts = facts_for(
+        report(row("judy", "false", "false")), [user("judy")], live={arn("judy"): live(0)},
+        changed_since_report=frozenset({"judy"}),
+    )  # fmt: skip
+    assert judge(facts)["judy"].status == "violation"
+
+
+# --- scope: console (IAM.5, CIS) or all (IAM.19) ------------------------------------------------
+
+
+def key_row(name: str, password: str, mfa: str, key1: str = "true", used1: str = "2026-11-20T10:00:00+00:00",
+            key2: str = "false", used2: str = "N/A") -> str:  # fmt: skip
+    return (
+        f"{name},{arn(name)},{CREATED},{password},N/A,N/A,N/A,{mfa},{key1},{CREATED},{used1},us-east-1,s3,"
+        f"{key2},N/A,{used2},N/A,N/A,false,N/A,false,N/A"
+    )
+
+
+def test_access_key_columns_are_parsed():
+    rows, _ = audit.parse_credential_report(report(key_row("ci", "false", "false", key2="true")))
+    keys = rows[arn("ci")].access_keys
+    assert [(k.number, k.active) for k in keys] == [(1, True), (2, True)]
+    assert keys[0].last_used == datetime(2026, 11, 20, 10, tzinfo=UTC) and keys[1].last_used is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "password", "mfa", "key1", "status"),
+    [
+        ("console", "false", "false", "true", "no_console"),
+        ("all", "false", "false", "true", "violation"),
+        ("all", "false", "true", "true", "compliant"),
+        ("all", "false", "false", "false", "no_console"),
+        ("console", "true", "false", "true", "violation"),
+        ("all", "true", "false", "false", "violation"),
+        ("all", "true", "true", "true", "compliant"),
+        ("console", "false", "true", "true", "no_console"),
+    ],
+)
+def test_scope_decides_whether_an_access_key_counts(scope, password, mfa, key1, status):
+    rows, _ = audit.parse_credential_report(report(key_row("ci", password, mfa, key1=key1)))
+    flagged = audit.users_to_confirm([user("ci")], rows, scope=scope)
+    console = password == "true"
+    state = live(30 if console else None, devices=(PHONE,) if mfa == "true" else ())
+    checked = {"live": {arn("ci"): state}} if flagged else {"devices": {arn("ci"): (PHONE,)}}
+    facts = facts_for(report(key_row("ci", password, mfa, key1=key1)), [user("ci")], **checked)
+    assert judge(facts, scope=scope)["ci"].status == status
+    assert bool(flagged) == (status == "violation")
+
+
+def test_a_key_only_violation_names_the_key_and_when_it_was_last_used():
+    csv_text = report(key_row("ci", "false", "false", key2="true"))
+    facts = facts_for(csv_text, [user("ci")], live={arn("ci"): live(None)})
+    ci = judge(facts, scope="all")["ci"]
+    assert ci.status == "violation" and not ci.console_access
+    assert ci.reason == (
+        "access key 1 active, last used 2026-11-20 (7 days ago); access key 2 active, never used; "
+        "no console password, no MFA device"
+    )
+    assert [k.number for k in ci.access_keys] == [1, 2]
+
+
+def test_a_key_only_user_can_be_exempt_and_is_never_in_grace():
+    facts = facts_for(report(key_row("ci", "false", "false")), [user("ci")], live={arn("ci"): live(None)},
+                      tags={arn("ci"): {"mfa-exempt": "legacy batch job"}})  # fmt: skip
+    assert judge(facts, scope="all")["ci"].status == "exempt"
+    facts = facts_for(report(key_row("ci", "false", "false")), [user("ci")], live={arn("ci"): live(None)})
+    assert judge(facts, scope="all", grace_period_days=30)["ci"].status == "violation"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import DEMO_VIOLATORS
+from bot.demo import DEMO_SANDBOX_KEY_ONLY, DEMO_VIOLATORS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_USER_KEYS = {"user_name", "arn", "console_access", "mfa_devices", "status", "reason", "slack_user_id"}
@@ -37,8 +37,15 @@ def test_demo_prints_a_correct_report_and_exits_1(tmp_path):
     assert done.returncode == 1, done.stderr
     violations = done.stdout.split("VIOLATIONS (3)")[1].split("EXEMPT")[0]
     assert {name for name in DEMO_VIOLATORS if f"    {name} " in violations} == DEMO_VIOLATORS
-    assert "heidi" in done.stdout.split("EXEMPT (1)")[1]
-    assert "root user: MFA OFF" in done.stdout
+    assert "heidi" in done.stdout.split("EXEMPT (1): accepted risk, not compliant")[1]
+    assert "erin  0d           console password since" in violations
+    assert "virtual MFA device created but never enabled" in violations.split("erin")[1].splitlines()[0]
+    demo, sandbox = done.stdout.split("Account acme-sandbox (111122223333)")
+    assert "root user: WARNING: MFA OFF" in demo
+    assert "root user: no credentials (no password, no access keys): cannot sign in" in sandbox
+    assert "WARNING" not in sandbox and "no violations" in sandbox
+    assert "compliant: 3 (MFA: 1 virtual, 1 fido, 1 hardware)" in demo
+    assert "findings: fresh through " in demo and "+ CloudTrail)" in demo
     assert "Traceback" not in done.stderr
 
 
@@ -47,16 +54,44 @@ def test_demo_json_is_exactly_the_contract(tmp_path):
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)
     assert set(document) == {"generated_at", "accounts", "summary"}
-    account = document["accounts"][0]
-    assert set(account) == {"account_id", "alias", "error", "report_generated_at", "root", "users"}
-    assert set(account["root"]) == {"mfa_enabled", "hardware"}
-    for user in account["users"]:
+    account, sandbox = document["accounts"]
+    assert set(account) == {
+        "account_id", "alias", "error", "report_generated_at", "fresh_through", "cloudtrail_error", "root", "users"
+    }  # fmt: skip
+    assert account["fresh_through"] >= account["report_generated_at"] and account["cloudtrail_error"] is None
+    assert account["root"] == {
+        "mfa_enabled": False, "hardware": None, "password_present": True, "access_keys_present": False
+    }  # fmt: skip
+    assert sandbox["root"] == {
+        "mfa_enabled": False, "hardware": None, "password_present": False, "access_keys_present": False
+    }  # fmt: skip
+    devices = {u["user_name"]: [d["type"] for d in u["mfa_devices"]] for u in account["users"]}
+    assert (devices["alice"], devices["carol"], devices["dave"]) == (["virtual"], ["fido"], ["hardware"])
+    for user in account["users"] + sandbox["users"]:
         assert set(user) == CONTRACT_USER_KEYS
         assert user["status"] in {"violation", "compliant", "no_console", "exempt", "grace"}
         assert all(set(d) == {"serial", "type"} and d["type"] in {"virtual", "fido", "hardware"}
                    for d in user["mfa_devices"])  # fmt: skip
-    assert document["summary"] == {"violation": 3, "compliant": 3, "no_console": 2, "exempt": 1, "grace": 0}
+    assert document["summary"] == {"violation": 3, "compliant": 4, "no_console": 3, "exempt": 1, "grace": 0}
     assert {u["user_name"] for u in account["users"] if u["status"] == "violation"} == DEMO_VIOLATORS
+
+
+def test_demo_in_scope_all_adds_the_key_only_user_with_its_own_reason(tmp_path):
+    done = run_bot("check", "--demo", "--json", env={"MFA_SCOPE": "all"}, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    ci = next(u for u in document["accounts"][1]["users"] if u["user_name"] == DEMO_SANDBOX_KEY_ONLY)
+    assert (ci["status"], ci["console_access"]) == ("violation", False)
+    assert ci["reason"] == "access key 1 active, never used; no console password, no MFA device"
+    assert document["summary"]["violation"] == 4
+
+
+def test_cloudtrail_denied_keeps_the_exit_code_and_says_how_fresh(demo_account, iam_proxy, aws_env):
+    iam_proxy.fail("LookupEvents", "AccessDeniedException")
+    done = run_bot("check", env={**aws_env, "AWS_ENDPOINT_URL": iam_proxy.url})
+    assert done.returncode == 1, done.stderr  # violations, as without the failure: not an error
+    assert "CloudTrail not readable (AccessDeniedException)" in done.stdout
+    assert "VIOLATIONS (3)" in done.stdout and "error:" not in done.stderr
 
 
 def test_a_report_failure_exits_2_naming_account_and_cause(demo_account, iam_proxy, aws_env):
@@ -84,6 +119,7 @@ def test_json_marks_a_failed_account_as_an_error(demo_account, iam_proxy, aws_en
         (("check",), {"GRACE_PERIOD_DAYS": "abc"}, "error: GRACE_PERIOD_DAYS must be a whole number, got 'abc'"),
         (("check", "--frobnicate"), {}, "error: unrecognized arguments: --frobnicate"),
         (("launch",), {}, "error: argument command: invalid choice: 'launch'"),
+        (("check",), {"MFA_SCOPE": "keys"}, "error: MFA_SCOPE must be console or all, got 'keys'"),
         (("check",), {"SLACK_BOT_TOKEN": "not-a-token-s3cret"}, "error: SLACK_BOT_TOKEN must start with 'xoxb-'"),
         (("check",), {"AWS_DEFAULT_REGION": "us-east-1"}, "error: account unknown: no AWS credentials found"),
         (

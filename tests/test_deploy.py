@@ -21,7 +21,8 @@ def _actions_called_by_the_code() -> set[str]:
     called = set()
     for module in ("aws.py", "security_hub.py"):
         source = (ROOT / "bot" / module).read_text()
-        called |= {f"{svc}:{name}" for svc, name in re.findall(r"\b(iam|sts|securityhub)\.([a-z_]+)\(", source)}
+        calls = re.findall(r"\b(iam|sts|securityhub|cloudtrail)\.([a-z_]+)\(", source)
+        called |= {f"{svc}:{name}" for svc, name in calls}
         paginated = re.findall(r'\b(\w+)\.get_paginator\("([a-z_]+)"\)', source)
         called |= {f"{PAGINATED_BY.get(client, client)}:{name}" for client, name in paginated}
     return {action.replace("_", "") for action in called if not action.endswith(":get_paginator")}

@@ -323,3 +323,31 @@ def test_a_violation_that_becomes_exempt_by_tag_is_exempted_in_rows_and_history_
     header = payload_text(top)
     assert "*Fixed since the last digest:* 0" in header
     assert "*Exempt:* *1 by tag, set outside Slack*" in header
+
+
+def test_the_digest_header_shows_root_without_credentials_neutrally_and_how_fresh_each_account_is() -> None:
+    no_credentials = RootStatus(mfa_enabled=False, password_present=False, access_keys_present=False)
+    fresh = dataclasses.replace(account([], alias="acme", root=no_credentials), fresh_through=NOW)
+    stale = dataclasses.replace(
+        account([], OTHER_ACCOUNT, alias="dev", root=RootStatus(mfa_enabled=False, password_present=True)),
+        cloudtrail_error="AccessDenied",
+    )
+    view = build_view(result(fresh, stale), {}, NOW, "UTC")
+    (part,) = messages.digest_parts(view)
+    text = blocks_text(part.blocks)
+    assert f"• acme ({ACCOUNT}): root no credentials (no password, no access keys): cannot sign in" in text
+    assert f"fresh through {NOW:%H:%M} UTC (report of {NOW:%H:%M} UTC + CloudTrail)" in text
+    assert f":warning: *dev ({OTHER_ACCOUNT}): root MFA OFF*" in text
+    assert f"report of {NOW:%H:%M} UTC; CloudTrail not readable (AccessDenied)" in text
+    assert text.count(":warning:") == 1
+    assert view_from_json(view_to_json(view)) == view
+
+
+def test_exempt_and_grace_are_accepted_risk_in_the_digest_not_all_clear() -> None:
+    exempt = violator("heidi")
+    exempt = dataclasses.replace(exempt, status="exempt", reason="tag mfa-exempt: vault")
+    view = build_view(result(account([exempt])), {}, NOW, "UTC")
+    (part,) = messages.digest_parts(view)
+    text = blocks_text(part.blocks)
+    assert view.accepted_risk == 1
+    assert "*All clear*" not in text and "exempt or in grace: accepted risk, not compliant" in text

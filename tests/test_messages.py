@@ -338,3 +338,111 @@ def test_csv_guard_covers_a_leading_tab_and_carriage_return() -> None:
     reasons = {r["user_name"]: r["reason"] for r in rows}
     assert reasons["u"] == "'\t=cmd" and reasons["v"] == "'\r+1"
     assert "w" in reasons  # bidi controls removed from the file too
+
+
+# --- root without credentials, freshness, accepted risk -----------------------------------------
+
+NO_CREDENTIALS = RootStatus(mfa_enabled=False, hardware=None, password_present=False, access_keys_present=False)
+
+
+def test_a_root_without_credentials_is_a_neutral_pass_never_a_warning() -> None:
+    message = messages.audit_message(result(account([], root=NO_CREDENTIALS)))
+    text = all_text(message)
+    assert "Root user: no credentials (no password, no access keys): cannot sign in" in text
+    assert ":warning:" not in text and "MFA OFF" not in text
+
+
+def test_root_password_without_mfa_warns_and_root_keys_are_said() -> None:
+    off = RootStatus(mfa_enabled=False, password_present=True, access_keys_present=False)
+    assert ":warning: *Root user: MFA OFF*" in all_text(messages.audit_message(result(account([], root=off))))
+    keys = RootStatus(mfa_enabled=True, hardware=True, password_present=True, access_keys_present=True)
+    text = all_text(messages.audit_message(result(account([], root=keys))))
+    assert ":warning: *Root user: MFA on (hardware), ROOT ACCESS KEYS PRESENT (delete them)*" in text
+
+
+def test_the_context_says_how_fresh_the_findings_are() -> None:
+    generated = datetime(2025, 3, 1, 6, 12, tzinfo=UTC)
+    fresh = account([], report_generated_at=generated, fresh_through=datetime(2025, 3, 1, 8, 59, tzinfo=UTC))
+    assert "fresh through 08:59 UTC (report of 06:12 UTC + CloudTrail)" in all_text(
+        messages.audit_message(result(fresh))
+    )
+    stale = account([], report_generated_at=generated, fresh_through=generated, cloudtrail_error="AccessDenied")
+    assert "report of 06:12 UTC; CloudTrail not readable (AccessDenied)" in all_text(
+        messages.audit_message(result(stale))
+    )
+
+
+def test_exempt_and_grace_are_shown_as_accepted_risk() -> None:
+    text = all_text(messages.audit_message(result(account([user("y", "exempt"), user("z", "grace")]))))
+    assert "Exempt (accepted risk, not compliant) (1)" in text
+    assert "In grace period (accepted risk, not compliant) (1)" in text
+
+
+def test_a_key_only_violation_is_titled_for_access_keys() -> None:
+    key_only = user("ci", console_access=False, reason="access key 1 active, never used; no console password")
+    text = all_text(messages.audit_message(result(account([key_only]))))
+    assert "Violations: console password or access key, no MFA (1)" in text
+
+
+# --- the DM after a re-check: never keeps saying what is no longer true -------------------------
+
+
+def _dm_text(blocks: list) -> str:
+    return json.dumps([b if isinstance(b, dict) else b.to_dict() for b in blocks], ensure_ascii=False)
+
+
+def test_every_iam_user_fixed_turns_the_dm_into_a_short_thank_you() -> None:
+    message = messages.dm_after_fix("U0BOB0001", [user("bob"), user("bob2")], [], {ACCOUNT: "acme"})
+    text = _dm_text(message.blocks)
+    assert message.text == "Thank you: MFA is on" and "*Thank you!*" in text
+    assert "`bob` in acme (123456789012): MFA is on" in text and "`bob2`" in text
+    assert "Please turn on" not in text and "no MFA device" not in text and "aws iam" not in text
+    assert '"action_id": "recheck"' not in text and len(message.blocks) == 2
+
+
+def test_partly_fixed_says_which_are_done_and_asks_only_for_the_rest() -> None:
+    message = messages.dm_after_fix("U0BOB0001", [user("bob")], [user("bob2")], {ACCOUNT: "acme"})
+    text = _dm_text(message.blocks)
+    assert "Almost there: MFA still needed for 1 IAM user" in text
+    assert "thank you: `bob` is done" in text and "Still needed: an MFA device for `bob2`" in text
+    assert "Please turn on" not in text and "has no MFA device" not in text
+    buttons = [b.to_dict()["accessory"]["value"] for b in message.blocks if getattr(b, "accessory", None)]
+    assert buttons == [f"{ACCOUNT}:bob2"]
+    assert "aws iam enable-mfa-device --user-name bob2" in text and "--user-name bob " not in text
+
+
+def test_the_dm_as_slack_holds_it_is_updated_row_by_row_then_becomes_a_thank_you() -> None:
+    sent = messages.nudge_dm("U0BOB0001", [user("bob"), user("bob2")], {ACCOUNT: "acme"}).blocks_json()
+    assert "Please turn on MFA" in _dm_text(sent)
+    once = messages.dm_after_recheck(sent, f"{ACCOUNT}:bob", messages.recheck_thanks("bob", "acme"))
+    text = _dm_text(once)
+    assert "Almost there: MFA still needed for 1 IAM user" in text and "Please turn on" not in text
+    assert "Hi <@U0BOB0001>, thank you: `bob` is done" in text and "for `bob2`" in text
+    assert "these 2 IAM users" not in text and "*Thank you!* `bob` in acme" in text
+    assert [b["accessory"]["value"] for b in once if b.get("accessory")] == [f"{ACCOUNT}:bob2"]
+    twice = messages.dm_after_recheck(once, f"{ACCOUNT}:bob2", messages.recheck_thanks("bob2", "acme"))
+    text = _dm_text(twice)
+    assert twice[0]["text"]["text"] == "Thank you: MFA is on"
+    assert "`bob` in acme" in text and "`bob2` in acme" in text and "nothing left to do" in text
+    assert "aws iam" not in text and "Please" not in text and not [b for b in twice if b.get("accessory")]
+
+
+def test_a_key_only_user_gets_cli_mfa_steps_and_no_console_request() -> None:
+    ci = user("ci", console_access=False)
+    message = messages.nudge_dm("U0CI00001", [ci], {ACCOUNT: "acme"})
+    text = _dm_text(message.blocks)
+    assert "Please turn on MFA for your AWS IAM user" in text and "console sign-in" not in text
+    assert "has an active access key but no MFA device" in text
+    assert f"aws sts get-session-token --serial-number arn:aws:iam::{ACCOUNT}:mfa/ci --token-code 123456" in text
+    assert "move it to an IAM role" in text
+    assert "*In the AWS console*" not in text and "Sign-in URL" not in text
+    assert message.text == "Your AWS access key needs MFA"
+    mixed = _dm_text(messages.nudge_dm("U1", [ci, user("bob")], {}).blocks)
+    assert "console or have an active access key" in mixed and "*In the AWS console*" in mixed
+
+
+def test_mfa_check_me_for_a_key_only_user_shows_the_key_steps() -> None:
+    ci = user("ci", console_access=False, reason="access key 1 active, never used; no console password")
+    text = all_text(messages.personal_message([ci], result(account([ci]))))
+    assert "active access key *without MFA*" in text and "console password *without MFA*" not in text
+    assert "aws sts get-session-token" in text and "*In the AWS console*" not in text

@@ -355,3 +355,11 @@ def test_a_dm_that_slack_may_have_posted_is_never_retried_into_a_second_dm(store
     standin.rate_limit("chat.postMessage", retry_after=0, times=1)  # a 429 posted nothing: waited out, retried
     desk.clock.advance(hours=25)  # type: ignore[attr-defined]
     assert Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin").outcome == "sent"
+
+
+def test_a_key_only_violator_is_dmed_cli_mfa_steps_not_a_console_request() -> None:
+    (ci,) = targets_from_arns([arn("ci")], key_only={arn("ci")})
+    (bob,) = targets_from_arns([arn("bob")], key_only={arn("ci")})
+    assert (ci.console_access, bob.console_access) == (False, True)
+    text = json.dumps([b.to_dict() for b in messages.nudge_dm("U1", [ci], {}).blocks])
+    assert "aws sts get-session-token" in text and "console sign-in" not in text

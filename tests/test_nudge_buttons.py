@@ -128,7 +128,8 @@ def test_recheck_button_updates_the_stored_dm_never_what_the_payload_says(bot: S
     )
     text = json.dumps(updates[0].payload["blocks"], ensure_ascii=False)
     assert updates[0].payload["ts"] == stored.message_ts  # the DM the bot sent, from the store
-    assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text and "All set" in text
+    assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text and "nothing left to do" in text
+    assert "Please turn on" not in text and "no MFA device" not in text and "aws iam" not in text
     assert "forged" not in text and not [
         u for u in bot.standin.calls("chat.update") if u.payload["channel"] == "C0EVIL001"
     ]

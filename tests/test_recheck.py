@@ -166,3 +166,36 @@ def test_the_dm_updated_is_the_one_the_store_knows_rebuilt_from_the_bots_data(
     assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text
     assert "aws iam enable-mfa-device" in text  # the bot's own DM, rendered again, not a payload's blocks
     assert json.loads(json.dumps(update.payload["blocks"]))[0] == json.loads(json.dumps(dm.payload["blocks"]))[0]
+
+
+def test_verdict_with_mfa_scope_all_counts_active_access_keys() -> None:
+    key_only = LiveState()  # exists, no console password, no device
+    assert verdict(key_only, active_keys=1) == (
+        False,
+        "it has an active access key and no MFA device (or move the workload to a role).",
+    )
+    assert "never enabled" in verdict(key_only, pending_virtual=True, active_keys=2)[1]
+    assert verdict(key_only, active_keys=0) == (True, "it has no console password any more")
+    device = MfaDevice("GAHT1", "hardware")
+    assert verdict(LiveState(mfa_devices=(device,)), active_keys=1)[0]
+
+
+def test_a_key_only_violation_is_fixed_only_when_mfa_is_on_or_the_key_is_gone(
+    store: Store, standin: SlackStandIn, demo_account: str
+) -> None:
+    iam = demo_client(demo_account)
+    iam.create_user(UserName="ci")
+    key = iam.create_access_key(UserName="ci")["AccessKey"]["AccessKeyId"]
+    clock = Clock(datetime.now(UTC))
+    config = config_for(standin, aws_endpoint_url=demo_account, mfa_scope="all")
+    desk = make_desk(store, standin, lambda: service.run_audit(config, now=clock()), clock=clock,
+                     aws_endpoint_url=demo_account, mfa_scope="all")  # fmt: skip
+    assert post_scheduled_digest(desk, clock()).ok
+    assert "ci" in open_names(store)
+    rechecker = Rechecker(desk, Roles(config.admin_user_ids))
+    still = rechecker.recheck(ADMIN, ACCOUNT, "ci")
+    assert still.outcome == "still_missing" and "active access key and no MFA device" in still.text
+    assert rechecker.recheck_open().fixed == () and "ci" in open_names(store)
+    iam.update_access_key(UserName="ci", AccessKeyId=key, Status="Inactive")
+    assert rechecker.recheck(ADMIN, ACCOUNT, "ci").outcome == "fixed"
+    assert "ci" not in open_names(store)
