@@ -148,10 +148,10 @@ def test_check_demo_prints_each_format_with_the_same_exit_code(tmp_path, output)
         assert new == DEMO_VIOLATORS
     elif output == "ocsf":
         events = [json.loads(line) for line in done.stdout.splitlines()]
-        assert len(events) == 9 and all(e["class_uid"] == 2003 for e in events)
+        assert len(events) == 11 and all(e["class_uid"] == 2003 for e in events)  # both demo accounts
     else:
         rows = list(csv.DictReader(io.StringIO(done.stdout)))
-        assert len(rows) == 9
+        assert len(rows) == 11  # both demo accounts
         assert {r["user_name"] for r in rows if r["status"] == "violation"} == DEMO_VIOLATORS
 
 
