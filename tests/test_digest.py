@@ -350,4 +350,7 @@ def test_exempt_and_grace_are_accepted_risk_in_the_digest_not_all_clear() -> Non
     (part,) = messages.digest_parts(view)
     text = blocks_text(part.blocks)
     assert view.accepted_risk == 1
+    assert "*All clear*" not in text and "No violation" in text and "exempt, so without MFA" in text
+    grace = dataclasses.replace(violator("gina"), status="grace", reason="new console password")
+    text = blocks_text(messages.digest_parts(build_view(result(account([grace])), {}, NOW, "UTC"))[0].blocks)
     assert "*All clear*" not in text and "exempt or in grace: accepted risk, not compliant" in text

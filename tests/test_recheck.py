@@ -164,8 +164,10 @@ def test_the_dm_updated_is_the_one_the_store_knows_rebuilt_from_the_bots_data(
     assert update.payload["ts"] == stored.message_ts
     text = json.dumps(update.payload["blocks"], ensure_ascii=False)
     assert "*Thank you!* `bob`" in text and '"action_id": "recheck"' not in text
-    assert "aws iam enable-mfa-device" in text  # the bot's own DM, rendered again, not a payload's blocks
-    assert json.loads(json.dumps(update.payload["blocks"]))[0] == json.loads(json.dumps(dm.payload["blocks"]))[0]
+    # every IAM user of the DM fixed: the DM becomes a short thank-you (issue 9), no request, no steps
+    assert "aws iam enable-mfa-device" not in text and "Please turn on" not in text and "nothing left to do" in text
+    header = update.payload["blocks"][0]["text"]["text"]
+    assert header == "Thank you: MFA is on" != dm.payload["blocks"][0]["text"]["text"]
 
 
 def test_verdict_with_mfa_scope_all_counts_active_access_keys() -> None:
