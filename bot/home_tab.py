@@ -197,10 +197,10 @@ class HomeTab:
             exempt=len(findings.by_status("exempt")),
             grace=len(findings.by_status("grace")),
             root=root_text(findings.root),
-            root_off=findings.root.mfa_enabled is False,
+            root_off=findings.root.needs_attention,  # root without credentials is a neutral pass
             audited_at=audited,
             report_at=findings.report_generated_at,
-            fresh_through=getattr(findings, "fresh_through", None),
+            fresh_through=findings.fresh_through,
             error=scan.error if failed and scan else None,
             failed_at=scan.started_at if failed and scan else None,
         )
