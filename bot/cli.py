@@ -63,7 +63,7 @@ def render(result, output: str, config: Config, region: str | None) -> str:  # r
     """The audit in the requested format."""
     from bot import formats, report
 
-    scope = getattr(config, "mfa_scope", "console")
+    scope = config.mfa_scope
     if output == "json":
         return report.to_json(result)
     if output == "asff":

@@ -97,6 +97,8 @@ def _ms(value: datetime) -> int:
 
 
 def _title(user: UserFinding) -> str:
+    if user.status == "violation" and not user.console_access:
+        return f"IAM user {user.user_name} has active access keys and no MFA"
     if user.status == "violation":
         return f"IAM user {user.user_name} can sign in to the console without MFA"
     if user.status in ("exempt", "grace"):
@@ -113,6 +115,8 @@ def _description(user: UserFinding, control: Control) -> str:
         text += f" {user.reason}."
     if devices:
         text += f" MFA devices: {devices}."
+    if user.access_keys:
+        text += f" Active access keys: {len(user.access_keys)}."
     return text[:1024]
 
 
@@ -161,6 +165,8 @@ def asff_finding(
         finding["ProductFields"]["mfa-bot/account-alias"] = account.alias
     if user.slack_user_id:
         finding["ProductFields"]["mfa-bot/slack-user-id"] = user.slack_user_id
+    if account.fresh_through:
+        finding["ProductFields"]["mfa-bot/fresh-through"] = _iso(account.fresh_through)
     if user.status == "exempt":
         finding["Note"] = {"Text": (user.reason or "exempt")[:512], "UpdatedBy": TOOL, "UpdatedAt": now}
     return finding
@@ -259,7 +265,11 @@ def ocsf_event(account: AccountFindings, user: UserFinding, generated_at: dateti
                     "status": user.status,
                     "console_access": user.console_access,
                     "mfa_devices": [{"serial": d.serial, "type": d.type} for d in user.mfa_devices],
+                    "active_access_keys": [
+                        {"number": k.number, "last_used": k.last_used and _iso(k.last_used)} for k in user.access_keys
+                    ],
                     "slack_user_id": user.slack_user_id,
+                    "fresh_through": account.fresh_through and _iso(account.fresh_through),
                 },
             }
         ],

@@ -140,7 +140,7 @@ def import_to_security_hub(
 
     try:
         client = aws.service_client(base, "securityhub", config.aws_endpoint_url, 1, credentials)
-        scope = getattr(config, "mfa_scope", "console")
+        scope = config.mfa_scope
         findings = [formats.asff_finding(account, u, now, client.meta.region_name, scope) for u in account.users]
         error = security_hub.sync_findings(client, account.account_id, findings, now)
     except (ClientError, BotoCoreError) as exc:

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+from datetime import timedelta
 
 import botocore.session
 import pytest
@@ -13,7 +14,7 @@ from botocore.validate import ParamValidator
 
 from bot import formats
 from bot.demo import DEMO_VIOLATORS
-from bot.models import RootStatus
+from bot.models import AccessKeyUse, RootStatus
 from tests.test_cli import run_bot
 from tests.test_messages import ACCOUNT, NOW, account, result, user
 
@@ -160,3 +161,19 @@ def test_json_and_another_format_is_a_one_line_usage_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --json and --format csv disagree: give one of them"
     assert done.stdout == ""
+
+
+def test_formats_carry_freshness_and_key_only_violations():
+    keys = (AccessKeyUse(1, True, NOW - timedelta(days=3)),)
+    key_only = dataclasses.replace(user("kim"), console_access=False, access_keys=keys)
+    audit = result(account([key_only], fresh_through=NOW))
+    (finding,) = formats.asff_findings(audit, "us-east-1", scope="all")
+    validate_asff([finding])
+    assert finding["Title"] == "IAM user kim has active access keys and no MFA"
+    assert finding["ProductFields"]["mfa-bot/fresh-through"] == "2025-03-01T09:00:00Z"
+    assert "AWS Foundational Security Best Practices/IAM.19" in finding["Compliance"]["RelatedRequirements"]
+    (event,) = formats.ocsf_events(audit, scope="all")
+    assert event["compliance"]["control"] == "IAM.19"
+    data = event["resources"][0]["data"]
+    assert data["active_access_keys"] == [{"number": 1, "last_used": "2025-02-26T09:00:00Z"}]
+    assert data["fresh_through"] == "2025-03-01T09:00:00Z"
