@@ -91,6 +91,7 @@ class AccountLine:
     audited_at: datetime | None = None  # the audit its findings come from; None: never read
     report_at: datetime | None = None  # the credential report's GeneratedTime
     fresh_through: datetime | None = None  # changes after the report seen up to here (CloudTrail)
+    cloudtrail_error: str | None = None  # CloudTrail could not be read: the report's time is all there is
     error: str | None = None  # its latest scan failed
     failed_at: datetime | None = None
 
@@ -203,7 +204,9 @@ def account_line(account: AccountLine, now: datetime) -> str:
     ]
     if account.report_at is not None:
         parts.append(f"credential report {ago(account.report_at, now)}")
-    if account.fresh_through is not None:
+    if account.cloudtrail_error:
+        parts.append(f"CloudTrail not readable ({escape(account.cloudtrail_error)})")
+    elif account.fresh_through is not None:
         parts.append(f"changes seen through {ago(account.fresh_through, now)}")
     return "• " + " · ".join(parts)
 

@@ -201,6 +201,7 @@ class HomeTab:
             audited_at=audited,
             report_at=findings.report_generated_at,
             fresh_through=findings.fresh_through,
+            cloudtrail_error=findings.cloudtrail_error,
             error=scan.error if failed and scan else None,
             failed_at=scan.started_at if failed and scan else None,
         )

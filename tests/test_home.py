@@ -14,11 +14,15 @@ from bot.home import (
     EndingExemption,
     HomePage,
     OwnUser,
+    account_line,
     home_view,
 )
+from bot.home_tab import HomeTab
 from bot.messages import RECHECK_ACTION, OverdueRow
 from bot.models import MfaDevice, UserFinding
+from bot.snapshot import account_from_json, account_to_json
 from tests.slack_standin import view_problems
+from tests.test_messages import account
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 ACCOUNT = "123456789012"
@@ -212,3 +216,14 @@ def test_a_thousand_violators_everywhere_still_fit_slacks_limits() -> None:
     assert "Overdue (1000)" in text and "more (the digest lists them all)" in text
     assert "Exemptions ending within 7 days (1000)" in text
     assert len(text) < 150_000  # the whole view stays a modest payload
+
+
+def test_an_account_whose_cloudtrail_was_unreadable_says_so_on_its_admin_line() -> None:
+    """Freshness is never silent: the kept findings carry the CloudTrail error to the Home."""
+
+    kept = account_from_json(account_to_json(account([], cloudtrail_error="AccessDenied", fresh_through=None)))
+    line = account_line(HomeTab._account_line(kept, NOW, None), NOW)
+    assert "CloudTrail not readable (AccessDenied)" in line
+    assert "changes seen through" not in line
+    fresh = account([], fresh_through=NOW - timedelta(minutes=5))
+    assert "CloudTrail not readable" not in account_line(HomeTab._account_line(fresh, NOW, None), NOW)
