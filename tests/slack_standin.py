@@ -577,18 +577,21 @@ def action_body(
         "channel": {"id": channel, "name": "channel"},
         "message": {"type": "message", "user": BOT_USER_ID, **message},
         "response_url": response_url,
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "b1",
-                "value": value,
-                "text": {"type": "plain_text", "text": action_id},
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [button_action(action_id, value)],
     }
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
+
+
+def button_action(action_id: str, value: str) -> dict[str, Any]:
+    """One clicked button as it stands in a block_actions payload's `actions`."""
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "block_id": "b1",
+        "value": value,
+        "text": {"type": "plain_text", "text": action_id},
+        "action_ts": f"{time.time():.6f}",
+    }
 
 
 def event_body(event: dict[str, Any]) -> str:
@@ -623,16 +626,7 @@ def home_action_body(action_id: str, value: str, user_id: str) -> str:
         "container": {"type": "view", "view_id": "V0HOME001"},
         "trigger_id": "1.2.3",
         "view": {"id": "V0HOME001", "type": "home", "blocks": [], "team_id": TEAM_ID},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "b1",
-                "value": value,
-                "text": {"type": "plain_text", "text": action_id},
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [button_action(action_id, value)],
     }
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
