@@ -44,7 +44,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
 from bot import messages
@@ -56,6 +55,7 @@ from bot.models import AuditResult, arn_user
 from bot.pacing import PacedSlack
 from bot.report import days_without_mfa, freshness_text, root_text
 from bot.service import UNKNOWN_ACCOUNT, failed_account, utc_now
+from bot.slack import SLACK_ERRORS, slack_error
 from bot.store.records import Changes
 
 if TYPE_CHECKING:
@@ -66,16 +66,6 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_ACTION = "digest_posted"
 SNAPSHOT_VERSION = 1
 NOT_AUDITED = "not among the audited accounts (AWS_ACCOUNT_IDS or the AWS Organization): its result is unknown"
-
-
-def slack_error(exc: BaseException) -> str:
-    """A Slack failure in a few words (the API's error code, or the exception type); never a token."""
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
-    return type(exc).__name__
-
-
-SLACK_ERRORS = (SlackApiError, SlackClientError, OSError)
 
 
 @dataclass

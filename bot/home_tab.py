@@ -22,13 +22,14 @@ from slack_sdk.web import WebClient
 
 from bot import home
 from bot.config import Config
-from bot.digest import SLACK_ERRORS, overdue_rows, slack_error
+from bot.digest import overdue_rows
 from bot.escalation import select_overdue
 from bot.home import AccountLine, AdminHome, EndingExemption, HomePage, OwnUser
 from bot.identity import IdentityChain, Roles, user_email
 from bot.models import AccountFindings, AuditResult
 from bot.report import days_without_mfa, root_text
 from bot.service import UNKNOWN_ACCOUNT, utc_now
+from bot.slack import SLACK_ERRORS, slack_error
 from bot.snapshot import SnapshotError, account_from_json
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
 from bot.models import AuditResult, UserFinding
+from bot.slack import SLACK_ERRORS, slack_error
 from bot.store.records import IdentityChange
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ class SlackDirectory:
                 try:
                     self._emails = self._load()
                     self._expires_at = now + self._ttl
-                except (SlackApiError, SlackClientError, OSError) as exc:
-                    error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+                except SLACK_ERRORS as exc:
+                    error = slack_error(exc)
                     logger.warning("Slack directory (users.list) could not be read: %s", error)
                     self._expires_at = now + min(self._ttl, DIRECTORY_RETRY_SECONDS)
             return self._emails
@@ -255,8 +256,8 @@ def user_email(client: WebClient, slack_user_id: str) -> str | None:
     """A person's profile email from users.info (needs users:read.email), or None."""
     try:
         response = client.users_info(user=slack_user_id)
-    except (SlackApiError, SlackClientError, OSError) as exc:
-        error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+    except SLACK_ERRORS as exc:
+        error = slack_error(exc)
         logger.warning("users.info failed: %s", error)
         return None
     user: Mapping[str, Any] = response.get("user") or {}
@@ -325,8 +326,8 @@ class Roles:
                 users = self._client.usergroups_users_list(usergroup=group_id).get("users") if group_id else []
                 self._members = frozenset(users or [])
                 self._expires_at = now + self._ttl
-            except (SlackApiError, SlackClientError, OSError) as exc:
-                error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            except SLACK_ERRORS as exc:
+                error = slack_error(exc)
                 logger.warning("ADMIN_USERGROUP could not be read (%s); keeping the last known members", error)
                 self._expires_at = now + min(self._ttl, DIRECTORY_RETRY_SECONDS)
             return self._members

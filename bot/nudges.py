@@ -37,10 +37,10 @@ from urllib.error import URLError
 from slack_sdk.errors import SlackApiError
 
 from bot import messages
-from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
+from bot.digest import Desk, refresh_rows
 from bot.models import AuditResult, UserFinding, violation_finding
 from bot.pacing import NoTsInAnswer
-from bot.slack import make_responder
+from bot.slack import SLACK_ERRORS, make_responder, slack_error
 from bot.store import process_identity
 
 if TYPE_CHECKING:

@@ -24,9 +24,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import aws, messages, service
-from bot.digest import SLACK_ERRORS, Desk, refresh_rows, slack_error
+from bot.digest import Desk, refresh_rows
 from bot.identity import Roles
 from bot.models import LiveState, violation_finding
+from bot.slack import SLACK_ERRORS, slack_error
 from bot.store import SCHEDULER, Episode
 
 logger = logging.getLogger(__name__)

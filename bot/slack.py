@@ -31,6 +31,8 @@ from bot.config import Config, ConfigError
 
 logger = logging.getLogger(__name__)
 
+SLACK_ERRORS = (SlackApiError, SlackClientError, OSError)  # what a Web API call raises when Slack fails
+
 # A response_url is a bearer credential for half an hour: slack_sdk's webhook client logs it with
 # every request at DEBUG. Its loggers stay at INFO whatever the root level, so no DEBUG line has one.
 RESPONSE_URL_LOGGERS = (logging.getLogger("bot.slack.response_url"), logging.getLogger("slack_sdk.webhook"))
@@ -113,6 +115,13 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         state.next_attempt_requested = True
         self.sleep(duration)
         state.increment_current_attempt()
+
+
+def slack_error(exc: BaseException) -> str:
+    """A Slack failure in a few words (the API's error code, or the exception type); never a token."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    return type(exc).__name__
 
 
 def _method_of(url: str) -> str:

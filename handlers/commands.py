@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
 from bot import commands as grammar
@@ -23,7 +22,7 @@ from bot import messages
 from bot.app import Services, report_failure
 from bot.identity import slack_user_exists, track_identities, user_email
 from bot.models import AuditResult, UserFinding
-from bot.slack import Responder, make_responder
+from bot.slack import SLACK_ERRORS, Responder, make_responder, slack_error
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +179,8 @@ def _send_file(client: WebClient, caller: str, file: messages.CsvFile, respond: 
             title=file.title,
             initial_comment=f"The whole MFA audit list: {file.rows} rows.",
         )
-    except (SlackApiError, SlackClientError, OSError) as exc:
-        error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+    except SLACK_ERRORS as exc:
+        error = slack_error(exc)
         logger.warning("could not upload %s: %s", file.filename, error)
         _answer(
             respond,
