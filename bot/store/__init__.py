@@ -22,11 +22,20 @@ from bot.store.records import (
     Snapshot,
     StoredExemption,
 )
-from bot.store.store import CLAIM_LEASE, ESCALATION_PREFIX, NUDGE_OUTCOMES, SCHEDULER, Store, process_identity
+from bot.store.store import (
+    CLAIM_LEASE,
+    ESCALATION_PREFIX,
+    EXEMPTED,
+    NUDGE_OUTCOMES,
+    SCHEDULER,
+    Store,
+    process_identity,
+)
 
 __all__ = [
     "CLAIM_LEASE",
     "ESCALATION_PREFIX",
+    "EXEMPTED",
     "NUDGE_OUTCOMES",
     "SCHEDULER",
     "Action",
