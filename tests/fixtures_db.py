@@ -4,6 +4,9 @@
   empty schema on the server named by TEST_DATABASE_URL, dropped after the test). Without
   TEST_DATABASE_URL the PostgreSQL case is skipped; with it set but unreachable, it fails.
 - `store`: a `Store` opened (and migrated) on `store_url`.
+
+Without TEST_DATABASE_URL (a laptop) the PostgreSQL skips are reported together: one folded
+`SKIPPED [n]` line and one line at the end of the run saying how to run them (CI sets it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bot.store import Store, StoreError, normalize_url
 from bot.store.db import create_store_engine, store_error
 
 PG_ENV = "TEST_DATABASE_URL"
+PG_SKIPPED = f"PostgreSQL: {PG_ENV} not set"
 
 
 def sqlite_url(directory: Path) -> str:
@@ -60,7 +64,7 @@ def pg_admin_engine() -> Iterator[Engine]:
     """The PostgreSQL server of TEST_DATABASE_URL: skip when unset, fail when unreachable."""
     url = os.environ.get(PG_ENV, "").strip()
     if not url:
-        pytest.skip(f"{PG_ENV} not set: PostgreSQL store tests skipped")
+        pytest.skip(PG_SKIPPED)
     problem = ""
     try:
         engine = pg_admin_engine_for(url)
@@ -89,3 +93,28 @@ def store(store_url: str) -> Iterator[Store]:
     opened = Store.open(store_url)
     yield opened
     opened.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Report every PostgreSQL skip at one place, so `-ra` folds them into one `SKIPPED [n]` line."""
+    report = yield
+    longrepr = getattr(report, "longrepr", None)
+    if report.skipped and isinstance(longrepr, tuple) and longrepr[2].endswith(PG_SKIPPED):
+        report.longrepr = (__file__, None, longrepr[2])
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line, once: how many PostgreSQL store tests did not run, and how to run them."""
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and str(r.longrepr[2]).endswith(PG_SKIPPED)
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} PostgreSQL store tests skipped: {PG_ENV} is not set. To run them: "
+            f"export {PG_ENV}=postgresql+psycopg://USER@HOST:5432/DB (CI sets it, and fails if it is unreachable)",
+            yellow=True,
+        )

@@ -12,6 +12,7 @@ import pytest
 from tests.fixtures_db import PG_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
+TWO_STORE_TESTS = ("tests/test_store.py::test_links", "tests/test_store.py::test_failed_scan_leaves_episodes_open")
 
 
 def _run_links_test(pg_url: str | None) -> subprocess.CompletedProcess[str]:
@@ -19,7 +20,7 @@ def _run_links_test(pg_url: str | None) -> subprocess.CompletedProcess[str]:
     if pg_url is not None:
         env[PG_ENV] = pg_url
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_store.py::test_links"],
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist", *TWO_STORE_TESTS],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -33,8 +34,11 @@ def test_postgresql_case_is_skipped_without_test_database_url(unset: str | None)
     result = _run_links_test(unset)
 
     assert result.returncode == 0, result.stdout
-    assert "1 passed, 1 skipped" in result.stdout
-    assert f"{PG_ENV} not set: PostgreSQL store tests skipped" in result.stdout
+    assert "2 passed, 2 skipped" in result.stdout
+    # said once, however many were skipped: one folded line and one closing line on how to run them
+    assert result.stdout.count(f"{PG_ENV} not set") == 1
+    assert f"SKIPPED [2] tests/fixtures_db.py: PostgreSQL: {PG_ENV} not set" in result.stdout
+    assert f"2 PostgreSQL store tests skipped: {PG_ENV} is not set. To run them: export {PG_ENV}=" in result.stdout
 
 
 def test_postgresql_case_fails_when_test_database_url_is_unreachable() -> None:
