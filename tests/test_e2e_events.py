@@ -16,7 +16,7 @@ import pytest
 
 from bot.demo import demo_client, seed_demo_account
 from bot.store import Store
-from tests.bot_process import bot_env, serve_process
+from tests.bot_process import bot_env, serve_process, wait_until
 from tests.eventbridge import body, create_queues, iam_call, queue_depth
 from tests.fixtures_aws import FAKE_AWS_ENV
 from tests.slack_standin import MEMBERS, SlackStandIn, get, person
@@ -25,17 +25,6 @@ from tests.test_e2e_digest import SECRET, due_now, text_of, to
 DIGEST = "C0DIGEST1"
 ALERTS = "C0ALERTS1"
 ACCOUNT = "123456789012"
-
-
-def until(predicate, timeout: float):
-    """Poll `predicate` (a queue, /healthz: things the stand-in does not see) until truthy, bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_url: str, tmp_path: Path) -> None:
@@ -59,6 +48,14 @@ def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_
         env = bot_env(tmp_path / "bot", standin, moto_url, database_url, SECRET, **extra)
         with serve_process(tmp_path / "bot", env) as (url, process, log):
             (digest,) = standin.wait_for(lambda: to(DIGEST)(standin), 30)  # the catch-up digest lists bob
+            # the stand-in answers before the bot records the post: bob's row is found from the store (step 4)
+            with Store.open(database_url) as store:
+
+                def recorded() -> dict[str, str] | None:
+                    posted = store.last_digest(DIGEST)
+                    return posted and posted.message_ts and store.digest_rows(DIGEST, posted.period_key)
+
+                wait_until(recorded, 20, "the digest and its rows recorded")
 
             # 1. frank gets a console password: the DM and the alert within seconds
             iam.create_login_profile(UserName="frank", Password="Demo-Password-1!")
@@ -74,7 +71,9 @@ def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_
 
             # 2. the same event delivered again: nothing twice
             sqs.send_message(QueueUrl=queue_url, MessageBody=created)
-            until(lambda: json.loads(get(url, "/healthz").body)["events_queue"]["handled"] >= 2, 15)
+            wait_until(
+                lambda: json.loads(get(url, "/healthz").body)["events_queue"]["handled"] >= 2, 15, "2 events handled"
+            )
             assert len(to("U0FRANK01")(standin)) == 1 and len(to(ALERTS)(standin)) == 1
 
             # 3. a poison message: to the dead-letter queue, logged once, the bot alive
@@ -84,7 +83,7 @@ def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_
                     {"detail-type": "AWS API Call via CloudTrail", "detail": {"eventID": "e2e-bad"}}
                 ),
             )
-            until(lambda: queue_depth(sqs, dlq_url) == 1, 20)
+            wait_until(lambda: queue_depth(sqs, dlq_url) == 1, 20, "the poison message in the DLQ")
             assert process.poll() is None
             health = get(url, "/healthz")
             assert health.status == 200 and json.loads(health.body)["events_queue"]["ok"] is True
@@ -102,7 +101,7 @@ def test_events_reach_slack_once_within_seconds_and_poison_goes_to_the_dlq(moto_
                 lambda: [u for u in to(DIGEST, "chat.update")(standin) if "*fixed* at" in text_of(u)], 20
             )
             assert "<@U0BOB0001> · `bob`" in text_of(fixed[-1])
-            until(lambda: queue_depth(sqs, queue_url) == 0, 10)  # deleted once handled
+            wait_until(lambda: queue_depth(sqs, queue_url) == 0, 10, "an empty queue")  # deleted once handled
             assert "xoxb-test-token" not in log.read_text()
     with Store.open(database_url) as store:
         assert {e.user_name for e in store.open_episodes()} == {"erin", "ivan", "frank"}
@@ -124,7 +123,9 @@ def test_an_unreachable_queue_is_logged_once_and_reported_while_serve_keeps_serv
     with SlackStandIn(members=MEMBERS) as standin:
         env = bot_env(tmp_path / "bot", standin, moto_url, f"sqlite:///{tmp_path / 'bot.db'}", SECRET, **extra)
         with serve_process(tmp_path / "bot", env) as (url, process, log):
-            health = until(lambda: json.loads(get(url, "/healthz").body)["events_queue"]["error"], 15)
+            health = wait_until(
+                lambda: json.loads(get(url, "/healthz").body)["events_queue"]["error"], 15, "a queue error"
+            )
             assert "NonExistentQueue" in health
             time.sleep(3.5)  # a few retries with backoff (1 s, 2 s)
             response = get(url, "/healthz")
