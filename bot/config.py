@@ -81,7 +81,7 @@ class Config:
 
     def __repr__(self) -> str:
         """Every setting, with tokens and secrets as '***' and DATABASE_URL's password masked."""
-        from bot.store.db import mask_url
+        from bot.dburl import mask_url
 
         def shown(name: str, value: object) -> str:
             if name in SECRET_SETTINGS and value:
@@ -233,12 +233,12 @@ def _digest_cron(env: Mapping[str, str]) -> str | None:
 
 
 def _database_url(env: Mapping[str, str]) -> str:
-    from bot.store.db import StoreError, parse_url
+    from bot.dburl import DatabaseUrlError, check_url
 
     url = _str(env, "DATABASE_URL") or "sqlite:///mfa_bot.db"
     try:
-        parse_url(url)  # no I/O: the shape only, so a typo is found before any network call
-    except StoreError as exc:
+        check_url(url)  # no I/O, no SQLAlchemy: the shape only, so a typo is found before any network call
+    except DatabaseUrlError as exc:
         raise ConfigError(str(exc)) from None
     return url
 

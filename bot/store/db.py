@@ -20,12 +20,14 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from bot.dburl import DRIVERS as _DRIVERS
+from bot.dburl import mask_url, normalize_url
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
 WRITE = "mfa_bot_write"  # Connection execution option: this transaction will write
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x6D66615F626F74  # pg_advisory_xact_lock key ("mfa_bot"): one migrator at a time
-_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
 
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven "setup plugin" lines per start
 
@@ -36,36 +38,6 @@ class StoreError(RuntimeError):
 
 class MigrationError(RuntimeError):
     """Alembic could not migrate (e.g. the database is at a revision this code does not know)."""
-
-
-def normalize_url(url: str) -> str:
-    """Rewrite Heroku-style ``postgres://`` and bare ``postgresql://`` to ``postgresql+psycopg://``."""
-    url = url.strip()
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*://")
-# password=, sslpassword=, ... in a query string or a libpq "key=value ..." string
-_SECRET_PARAM = re.compile(r"((?:^|[?&;\s])[^=&;?\s]*pass[^=&;\s]*=)[^&;\s]*", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """The URL as given, with every password (userinfo, ``?password=``, ``?sslpassword=``) as ``***``.
-
-    Works whatever the shape (with or without ``scheme://``). Query secrets are masked first, then
-    userinfo up to the last ``@``, so an unescaped ``@`` in a password never leaks a part of it.
-    """
-    text = url.strip()
-    scheme = _SCHEME.match(text)
-    head = scheme.group(0) if scheme else ""
-    rest = _SECRET_PARAM.sub(r"\1***", text[len(head) :])
-    userinfo, at, host = rest.rpartition("@")
-    if at and ":" in userinfo:
-        rest = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    return head + rest
 
 
 def _secrets_of(url: str) -> list[str]:
