@@ -34,7 +34,7 @@ from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from bot import audit
 from bot.models import AccountFacts, IamUser, LiveState, MfaDevice, Scope
-from bot.pacing import Pacer, Rate
+from bot.rate import Pacer, Rate
 
 logger = logging.getLogger(__name__)
 
