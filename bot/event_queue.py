@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import alerts, audit, aws, events, messages, service
@@ -302,7 +301,7 @@ class EventHandler:
 # -- the queue ----------------------------------------------------------------------------------
 
 
-def sqs_client(config: Config, session: boto3.session.Session | None = None) -> Any:
+def sqs_client(config: Config, session: aws.AwsSession | None = None) -> Any:
     """An SQS client for EVENTS_QUEUE_URL: the region from the URL (else the session's), AWS_ENDPOINT_URL honoured."""
     session = session or aws.make_session()
     region = queue_region(config.events_queue_url or "") or session.region_name or "us-east-1"

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import aws, messages, service
@@ -106,7 +105,7 @@ class Rechecker:
         self,
         desk: Desk,
         roles: Roles,
-        session_factory: Callable[[], boto3.session.Session] = aws.make_session,
+        session_factory: Callable[[], aws.AwsSession] = aws.make_session,
     ) -> None:
         self.desk = desk
         self.roles = roles
@@ -116,7 +115,7 @@ class Rechecker:
         alias = self.desk.aliases.get(account_id)
         return f"{alias} ({account_id})" if alias else account_id
 
-    def _targets(self) -> tuple[boto3.session.Session, dict[str, service.AccountTarget], str]:
+    def _targets(self) -> tuple[aws.AwsSession, dict[str, service.AccountTarget], str]:
         base = self.session_factory()
         targets, partition = service.account_targets(self.desk.config, base)
         return base, {t.account_id: t for t in targets}, partition

@@ -1,6 +1,6 @@
 """The audit service: the one entry point that handlers, the scheduler and the CLI call.
 
-It wires the edges (boto3 sessions, clock, stored exemptions) to the pure rule, for one
+It wires the edges (AWS sessions, clock, stored exemptions) to the pure rule, for one
 account or many: the current credentials' account (the default), an explicit list of
 accounts (`AWS_ACCOUNT_IDS`), or every active account of the AWS Organization
 (`AWS_ORGANIZATION=true`), each reached through `AWS_ROLE_NAME`. Accounts are audited in
@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import audit, aws
 from bot.config import Config
-from bot.models import STATUSES, AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus
+from bot.models import STATUSES, AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus, Status
 from bot.snapshot import account_to_json
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ class TargetsError(Exception):
     """The list of accounts itself could not be had (no account can be audited)."""
 
 
-def account_targets(config: Config, session: boto3.session.Session) -> tuple[list[AccountTarget], str]:
+def account_targets(config: Config, session: aws.AwsSession) -> tuple[list[AccountTarget], str]:
     """The accounts to audit and the partition, from the configuration.
 
     The base credentials' own account is read with those credentials, without a role.
@@ -99,8 +98,9 @@ def account_targets(config: Config, session: boto3.session.Session) -> tuple[lis
     try:
         sts = aws.service_client(session, "sts", config.aws_endpoint_url, config.live_check_concurrency)
         own_account, partition = aws.account_identity(sts)
+        listed: list[tuple[str, str | None]]
         if config.aws_organization:
-            listed = aws.organization_accounts(session, config.aws_endpoint_url)
+            listed = list(aws.organization_accounts(session, config.aws_endpoint_url))
         else:
             listed = [(account_id, None) for account_id in config.aws_account_ids]
     except (ClientError, BotoCoreError) as exc:
@@ -114,7 +114,7 @@ def account_targets(config: Config, session: boto3.session.Session) -> tuple[lis
     return targets, partition
 
 
-def account_credentials(config: Config, base: boto3.session.Session, target: AccountTarget) -> dict[str, str] | None:
+def account_credentials(config: Config, base: aws.AwsSession, target: AccountTarget) -> dict[str, str] | None:
     """The credentials that reach one account: None for the base credentials, else the role assumed (may raise)."""
     if not target.role_arn:
         return None
@@ -122,7 +122,7 @@ def account_credentials(config: Config, base: boto3.session.Session, target: Acc
     return aws.assume_role(sts, target.role_arn, config.aws_external_id)
 
 
-def iam_client(config: Config, base: boto3.session.Session, target: AccountTarget) -> Any:
+def iam_client(config: Config, base: aws.AwsSession, target: AccountTarget) -> Any:
     """An IAM client for one account: the base credentials, or the target's role assumed (may raise)."""
     credentials = account_credentials(config, base, target)
     return aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
@@ -130,7 +130,7 @@ def iam_client(config: Config, base: boto3.session.Session, target: AccountTarge
 
 def import_to_security_hub(
     config: Config,
-    base: boto3.session.Session,
+    base: aws.AwsSession,
     credentials: dict[str, str] | None,
     account: AccountFindings,
     now: datetime,
@@ -151,7 +151,7 @@ def import_to_security_hub(
 
 
 def cloudtrail_client(
-    config: Config, base: boto3.session.Session, partition: str, credentials: dict[str, str] | None
+    config: Config, base: aws.AwsSession, partition: str, credentials: dict[str, str] | None
 ) -> Any:
     """A CloudTrail client for one account, in its partition's IAM region (where IAM's events are)."""
     return aws.service_client(
@@ -161,7 +161,7 @@ def cloudtrail_client(
 
 def audit_target(
     config: Config,
-    base: boto3.session.Session,
+    base: aws.AwsSession,
     target: AccountTarget,
     partition: str,
     policy: Callable[[], AuditPolicy],
@@ -207,7 +207,7 @@ class _InFlight:
 
 def run_audit(
     config: Config,
-    session: boto3.session.Session | None = None,
+    session: aws.AwsSession | None = None,
     now: datetime | None = None,
     exemptions: Exemptions = None,
     only: str | None = None,
@@ -240,7 +240,7 @@ def run_audit(
     workers = max(1, min(config.aws_max_concurrency, len(selected)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-account") as pool:
         accounts = list(pool.map(one, selected))
-    if by_alias:
+    if by_alias and only is not None:
         accounts = [a for a in accounts if _matches(a.account_id, (a.alias,), only)]
     accounts.sort(key=lambda a: (a.error is None, a.label.lower()))
     return AuditResult(generated_at=now, accounts=accounts, peak_accounts_in_flight=in_flight.peak)
@@ -256,7 +256,9 @@ def record_result(store: Store, result: AuditResult, started_at: datetime, finis
     (`record_tag_exemptions`).
     """
     for account in result.accounts:
-        counts = {status: len(account.by_status(status)) for status in STATUSES}
+        counts: dict[Status, int] = dict.fromkeys(STATUSES, 0)
+        for user in account.users:
+            counts[user.status] += 1
         store.record_scan(account.account_id, started_at, finished_at, counts, account.error)
         if account.error is None:
             violating = [(u.arn, u.user_name) for u in account.by_status("violation")]
@@ -291,7 +293,7 @@ def record_tag_exemptions(store: Store, result: AuditResult, now: datetime) -> i
 def run_recorded_audit(
     config: Config,
     store: Store | Future[Store] | None,
-    session: boto3.session.Session | None = None,
+    session: aws.AwsSession | None = None,
     only: str | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> AuditResult:
