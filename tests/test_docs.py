@@ -8,6 +8,7 @@ import importlib.util
 import json
 import re
 import sys
+import urllib.request
 from pathlib import Path
 
 import jsonschema
@@ -34,8 +35,11 @@ def render_blocks():
 
 
 @pytest.fixture(scope="module")
-def demo(render_blocks):
-    """The `check --demo` audit, run once in-process, Slack people resolved as the pictures show them."""
+def demo(render_blocks, moto_server):
+    """The `check --demo` audit, run once in-process, Slack people resolved as the pictures show them.
+
+    moto keeps its accounts per process: emptied first of what earlier tests in this worker created."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
     return render_blocks.demo_result()
 
 
