@@ -5,7 +5,8 @@
 
 It runs the `check --demo` audit in-process (the seeded local IAM, no AWS, no Slack), resolves
 Slack people through the identity chain with a small stand-in directory, and renders three
-messages exactly as the bot posts them: the daily digest, the nudge DM and the `/mfa-check` reply.
+messages exactly as the bot posts them: the daily digest, the nudge DM and the `/mfa-check` reply,
+and the App Home tab (built from the demo audit as `bot/home_tab.py` builds it from the store).
 It writes their Block Kit JSON to docs/blocks/<surface>.json, a Block Kit Builder link per message
 to docs/surfaces.md, and a simple Slack-like PNG of each to docs/img/<surface>.png (Pillow: the
 `test` extra). The PNG is a readable sketch, not a pixel-perfect copy of Slack.
@@ -34,6 +35,8 @@ ADMIN_ID = "U0ADMIN01"
 DIRECTORY = {"alice@example.com": "U0ALICE01", "erin@example.com": "U0ERIN001", "ivan@example.com": "U0IVAN001"}
 NAMES = {"U0ADMIN01": "jane", "U0ALICE01": "alice", "U0BOB0001": "bob", "U0ERIN001": "erin", "U0IVAN001": "ivan"}
 DM_PERSON = "U0BOB0001"
+DIGEST_CHANNEL = "C0SECURITY"
+CHANNELS = {DIGEST_CHANNEL: "security"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Surface:
     where: str  # where Slack shows it
     text: str  # the notification fallback
     blocks: list[dict[str, Any]]
+    max_blocks: int = 50  # Slack's limit: 50 blocks a message, 100 a Home tab view
 
 
 class _Directory:
@@ -73,6 +77,7 @@ def demo_result() -> Any:
 def build_surfaces(result: Any | None = None) -> list[Surface]:
     """The digest, the nudge DM and the `/mfa-check` reply of the demo audit, as Block Kit."""
     from bot.digest import build_view
+    from bot.home import home_view
 
     try:  # the renderers by surface (bot/messages/ package)
         from bot.messages.audit import audit_message
@@ -92,18 +97,60 @@ def build_surfaces(result: Any | None = None) -> list[Surface]:
         Surface(
             "digest",
             "The daily digest",
-            "posted to DIGEST_CHANNEL",
+            "posted to `DIGEST_CHANNEL`",
             top.text,
             [b.to_dict() for b in top.blocks],
         ),
         Surface("dm", "The nudge DM", "a direct message to the person", dm.text, dm.blocks_json()),
         Surface("mfa-check", "The /mfa-check reply", "visible to the admin who asked", reply.text, reply.blocks_json()),
+        Surface(
+            "app-home",
+            "The App Home tab",
+            "Home tab, as an admin with an IAM user of their own sees it",
+            "",
+            home_view(home_page(result)).to_dict()["blocks"],
+            max_blocks=100,
+        ),
     ]
 
 
-def builder_url(blocks: Sequence[Mapping[str, Any]]) -> str:
-    """A Block Kit Builder link that opens the message."""
-    return BUILDER + urllib.parse.quote(json.dumps({"blocks": list(blocks)}, separators=(",", ":")), safe="")
+def home_page(result: Any) -> Any:
+    """The Home as `bot/home_tab.py` builds it from the store, here from the demo audit (just recorded)."""
+    from bot.home import AccountLine, AdminHome, HomePage, OwnUser
+    from bot.report import root_text
+
+    now = result.generated_at
+    labels = {a.account_id: a.label for a in result.accounts}
+    own = tuple(
+        OwnUser(u, labels[u.account_id], days_open=0, episode_open=u.status == "violation")
+        for a in result.accounts
+        for u in a.users
+        if u.slack_user_id == DM_PERSON
+    )
+    accounts = tuple(
+        AccountLine(
+            account_id=a.account_id,
+            label=a.label,
+            violations=len(a.by_status("violation")),
+            exempt=len(a.by_status("exempt")),
+            grace=len(a.by_status("grace")),
+            root=root_text(a.root),
+            root_off=a.root.needs_attention,
+            audited_at=now,
+            report_at=a.report_generated_at,
+            fresh_through=a.fresh_through,
+            cloudtrail_error=a.cloudtrail_error,
+        )
+        for a in result.accounts
+    )
+    admin = AdminHome(accounts=accounts, last_audit_at=now, digest_channel=DIGEST_CHANNEL)
+    return HomePage(DM_PERSON, now, now, own, tuple(labels.values()), admin)
+
+
+def builder_url(blocks: Sequence[Mapping[str, Any]], home: bool = False) -> str:
+    """A Block Kit Builder link that opens the message (or, `home`, the Home tab view)."""
+    payload: dict[str, Any] = {"type": "home", "blocks": list(blocks)} if home else {"blocks": list(blocks)}
+    return BUILDER + urllib.parse.quote(json.dumps(payload, separators=(",", ":")), safe="")
 
 
 def surfaces_markdown(surfaces: Sequence[Surface]) -> str:
@@ -123,7 +170,7 @@ def surfaces_markdown(surfaces: Sequence[Surface]) -> str:
             "",
             f"Where: {surface.where}. Blocks: {len(surface.blocks)}. "
             f"JSON: [`blocks/{surface.name}.json`](blocks/{surface.name}.json). "
-            f"[Open in Block Kit Builder]({builder_url(surface.blocks)}).",
+            f"[Open in Block Kit Builder]({builder_url(surface.blocks, home=surface.max_blocks > 50)}).",
             "",
             f"![{surface.title}](img/{surface.name}.png)",
             "",
@@ -176,9 +223,9 @@ EMOJI = {
     "rotating_light": ("#e01e5a", "!"),
     "large_yellow_circle": ("#ecb22e", " "),
     "grey_question": ("#9a9a9a", "?"),
-    "alarm_clock": ("#1264a3", "⏲"),
-    "hourglass": ("#1264a3", "⧗"),
-    "hourglass_flowing_sand": ("#1264a3", "⧗"),
+    "alarm_clock": ("#1264a3", "◷"),
+    "hourglass": ("#1264a3", "◔"),
+    "hourglass_flowing_sand": ("#1264a3", "◔"),
     "incoming_envelope": ("#1264a3", "✉"),
     "outbox_tray": ("#1264a3", "↑"),
     "page_facing_up": ("#9a9a9a", "≡"),
@@ -220,7 +267,7 @@ def _angle(inner: str) -> Run:
     if target.startswith("@"):
         return Run("@" + NAMES.get(target[1:], label or target[1:]), mention=True)
     if target.startswith("#"):
-        return Run("#" + (label or target[1:]), mention=True)
+        return Run("#" + (label or CHANNELS.get(target[1:], target[1:])), mention=True)
     if target.startswith("!"):
         return Run(label or "@" + target[1:].split("^")[0], mention=not label)
     return Run(_unescape(label or target), link=True)
@@ -453,7 +500,9 @@ class Painter:
         bx = GUTTER + int(name.getlength("MFA Bot")) + 8
         self.draw.rounded_rectangle((bx, self.y + 2, bx + 32, self.y + 18), 3, fill="#e8e8e8")
         self.draw.text((bx + 16, self.y + 10), "APP", font=self.font("bold", 10), fill=GREY, anchor="mm")
-        self.draw.text((bx + 42, self.y + 2), where, font=self.font("regular", self.size - 3), fill=GREY)
+        self.draw.text(
+            (bx + 42, self.y + 2), where.replace("`", ""), font=self.font("regular", self.size - 3), fill=GREY
+        )
         self.y += 26
 
     def save(self, path: Path) -> None:

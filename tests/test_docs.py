@@ -65,18 +65,20 @@ def _texts(block: dict) -> list[tuple[str, str, int]]:
 
 def test_render_blocks_writes_each_surface_within_slacks_limits(render_blocks, demo, tmp_path):
     surfaces = render_blocks.build_surfaces(demo)
-    assert [s.name for s in surfaces] == ["digest", "dm", "mfa-check"]
+    assert [s.name for s in surfaces] == ["digest", "dm", "mfa-check", "app-home"]
     written = render_blocks.write(surfaces, tmp_path, png=False)
     assert {p.relative_to(tmp_path).as_posix() for p in written} == {
         "blocks/digest.json",
         "blocks/dm.json",
         "blocks/mfa-check.json",
+        "blocks/app-home.json",
         "surfaces.md",
     }
     for surface in surfaces:
         message = json.loads((tmp_path / "blocks" / f"{surface.name}.json").read_text())
-        assert message["text"] and message["blocks"] == surface.blocks
-        assert 0 < len(surface.blocks) <= 50, surface.name
+        assert message["blocks"] == surface.blocks
+        assert message["text"] or surface.name == "app-home"  # a view has no notification text
+        assert 0 < len(surface.blocks) <= surface.max_blocks <= 100, surface.name
         for block in surface.blocks:
             for what, text, limit in _texts(block):
                 assert len(text) <= limit, f"{surface.name}: a {what} of {len(text)} characters"
@@ -87,7 +89,7 @@ def test_render_blocks_writes_each_surface_within_slacks_limits(render_blocks, d
 
     page = (tmp_path / "surfaces.md").read_text()
     links = re.findall(r"\(https://app\.slack\.com/block-kit-builder/#([^)]+)\)", page)
-    assert len(links) == 3
+    assert len(links) == 4
     from urllib.parse import unquote
 
     assert json.loads(unquote(links[1])) == {"blocks": dm.blocks}
