@@ -227,11 +227,17 @@ def collect_account(
     cloudtrail: Any | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     clock: Callable[[], float] = time.monotonic,
+    make_cloudtrail: Callable[[], Any] | None = None,
+    on_reads_started: Callable[[], None] | None = None,
 ) -> AccountFacts:
     """Everything the rule needs about one account; an unreadable account comes back with `error` set.
 
     `cloudtrail` (a client in the partition's IAM region) closes the report's blind spot; None
-    or unreadable: the facts are as of the report, and `cloudtrail_error` says why.
+    or unreadable: the facts are as of the report, and `cloudtrail_error` says why. Or
+    `make_cloudtrail` makes that client in a read thread while the report is generated (client
+    creation is CPU the reads need not wait for). `on_reads_started` is called once the
+    account-wide reads are on their way (`check` then opens its store: CPU that would have
+    slowed them down).
     """
     facts = AccountFacts(account_id=account_id, partition=partition)
     try:
@@ -244,11 +250,16 @@ def collect_account(
             users = pool.submit(list_users, iam)
             summary = pool.submit(lambda: iam.get_account_summary()["SummaryMap"])
             virtual = pool.submit(list_virtual_devices, iam)
+            trail = pool.submit(make_cloudtrail) if make_cloudtrail is not None else None
+            if on_reads_started is not None:
+                on_reads_started()
             facts.alias = next(iter(aliases.result()), None)
             content, facts.report_generated_at = report.result()
             # CloudTrail from the report's GeneratedTime on (paced: about a second), while the
             # other reads finish and the live wave of the users the report flags runs.
             pacer = Pacer(CLOUDTRAIL_RATE, clock=clock, sleep=sleep)
+            if trail is not None:
+                cloudtrail = trail.result()
             changes = pool.submit(read_changes_since_report, facts, cloudtrail, now, pacer)
             facts.users = users.result()
             summary_map = summary.result()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -165,17 +165,27 @@ def audit_target(
     target: AccountTarget,
     partition: str,
     policy: Callable[[], AuditPolicy],
+    on_reads_started: Callable[[], None] | None = None,
 ) -> AccountFindings:
-    """Audit one account; any failure (AssumeRole denied included) comes back as its error."""
+    """Audit one account; any failure (AssumeRole denied included) comes back as its error.
+
+    The CloudTrail client is made beside the account's first reads (`aws.collect_account`).
+    """
     try:
         credentials = account_credentials(config, base, target)
         iam = aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
-        cloudtrail = cloudtrail_client(config, base, partition, credentials)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)
         return failed_account(target.account_id, error, alias=target.name)
-    facts = aws.collect_account(iam, target.account_id, partition, collect_options(config), cloudtrail=cloudtrail)
+    facts = aws.collect_account(
+        iam,
+        target.account_id,
+        partition,
+        collect_options(config),
+        make_cloudtrail=lambda: cloudtrail_client(config, base, partition, credentials),
+        on_reads_started=on_reads_started,
+    )
     judged_by = policy()
     findings = audit.judge_account(facts, judged_by)
     if config.security_hub_import and findings.error is None:
@@ -211,11 +221,13 @@ def run_audit(
     now: datetime | None = None,
     exemptions: Exemptions = None,
     only: str | None = None,
+    on_reads_started: Callable[[], None] | None = None,
 ) -> AuditResult:
     """Audit every configured account (or `only` the one with that id or alias) and return the findings.
 
     An `only` that names no configured account yields an AuditResult with no accounts.
     `exemptions` may be a callable: it is called (once) when the first account is judged.
+    `on_reads_started` is called as each account's first reads are on their way.
     """
     now = now or utc_now()
     try:
@@ -231,7 +243,7 @@ def run_audit(
 
     def one(target: AccountTarget) -> AccountFindings:
         with in_flight:
-            return audit_target(config, base, target, partition, policy)
+            return audit_target(config, base, target, partition, policy, on_reads_started)
 
     named = [t for t in targets if only is None or _matches(t.account_id, (t.name,), only)]
     # An alias is known only once the account is read: then read them all and keep its account.
@@ -290,17 +302,29 @@ def record_tag_exemptions(store: Store, result: AuditResult, now: datetime) -> i
     return written
 
 
+@runtime_checkable
+class StoreOpening(Protocol):
+    """A store that opens in the background (`check`): `start()` begins (once), `result()` waits."""
+
+    def start(self) -> None:
+        """Begin opening the store (no-op once begun)."""
+
+    def result(self) -> Store:
+        """The open store (begun now if it was not); raises what opening it raised."""
+
+
 def run_recorded_audit(
     config: Config,
-    store: Store | Future[Store] | None,
+    store: Store | StoreOpening | Future[Store] | None,
     session: aws.AwsSession | None = None,
     only: str | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> AuditResult:
     """The audit as the bot runs it: stored exemptions honoured, the result recorded as history.
 
-    `store` may still be opening (a Future, `check`): the AWS reads start at once, and the store is
-    waited for only when the first account is judged.
+    `store` may still be opening (`check`): the AWS reads start at once, a `StoreOpening` is started
+    once the first account's reads are on their way, and the store is waited for only when the
+    first account is judged.
     """
     started = clock()
 
@@ -308,15 +332,18 @@ def run_recorded_audit(
         opened = _opened(store)
         return {arn: e.to_policy() for arn, e in opened.active_exemptions(started).items()} if opened else None
 
-    result = run_audit(config, session=session, now=started, exemptions=exemptions, only=only)
+    reads_started = store.start if isinstance(store, StoreOpening) else None
+    result = run_audit(
+        config, session=session, now=started, exemptions=exemptions, only=only, on_reads_started=reads_started
+    )
     opened = _opened(store)
     if opened is not None:
         record_result(opened, result, started, clock())
     return result
 
 
-def _opened(store: Store | Future[Store] | None) -> Store | None:
-    return store.result() if isinstance(store, Future) else store
+def _opened(store: Store | StoreOpening | Future[Store] | None) -> Store | None:
+    return store.result() if isinstance(store, StoreOpening | Future) else store
 
 
 def _once(make: Callable[[], T]) -> Callable[[], T]:
