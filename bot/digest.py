@@ -46,11 +46,19 @@ from zoneinfo import ZoneInfo
 
 from slack_sdk.web import WebClient
 
-from bot import messages
 from bot.config import Config
 from bot.escalation import Overdue, escalation_key, select_overdue
 from bot.identity import IdentityChain, SlackDirectory, track_identities
-from bot.messages import DigestAccount, DigestPart, DigestRow, DigestView, OverdueRow, RowState
+from bot.messages.digest import (
+    DigestAccount,
+    DigestPart,
+    DigestRow,
+    DigestView,
+    OverdueRow,
+    RowState,
+    digest_parts,
+    escalation_parts,
+)
 from bot.models import AuditResult, arn_user
 from bot.pacing import PacedSlack
 from bot.report import days_without_mfa, freshness_text, root_text
@@ -531,7 +539,7 @@ def post_channel(
     try:
         view = channel_view(desk, run, channel, now, scope)
         states = row_states(desk, view, now, [r.arn for r in view.rows])
-        parts = messages.digest_parts(view, states)
+        parts = digest_parts(view, states)
         if not store.holds_claim(channel, period_key, posted_by, desk.clock()):
             logger.error(
                 "digest %s for %s: this process lost its claim (lease expired): not posted", period_key, channel
@@ -603,7 +611,7 @@ def escalate(desk: Desk, run: AuditRun, posted_by: str, requested_by: str) -> in
     rows = [row for row in overdue_rows(run.result, run.overdue, run.nudges) if row.arn in won]
     date = f"{now.astimezone(desk.tz):%Y-%m-%d}"
     sent = 0
-    for part in messages.escalation_parts(rows, desk.config.escalate_after_days, date):
+    for part in escalation_parts(rows, desk.config.escalate_after_days, date):
         try:
             _, ts = desk.slack.post(channel, part.text, part.blocks)
         except Exception as exc:
@@ -751,12 +759,12 @@ def _refresh_channel(desk: Desk, channel: str, wanted: set[str]) -> int:
     # only the latest digest of each channel is kept up to date
     desk.views = {k: v for k, v in desk.views.items() if not k.startswith(f"{channel} ")} | {key: view}
     updated = 0
-    for part in messages.digest_parts(view):
+    for part in digest_parts(view):
         ts = digest.message_ts if part.index == 0 else next((rows[a] for a in part.arns if a in rows), None)
         if ts is None or (ts not in stale and not wanted.intersection(part.overdue)):
             continue
         states = row_states(desk, view, digest.claimed_at, part.arns + part.overdue)
-        fresh: DigestPart = messages.digest_parts(view, states)[part.index]
+        fresh: DigestPart = digest_parts(view, states)[part.index]
         try:
             desk.slack.update(channel, ts, fresh.text, fresh.blocks)
             updated += 1

@@ -36,11 +36,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot import alerts, audit, aws, events, messages, service
+from bot import audit, aws, events, service
 from bot.config import Config, queue_region
 from bot.digest import Desk, refresh_rows
 from bot.events import BadEvent, IamEvent, IgnoredEvent, Plan
 from bot.identity import IdentityChain
+from bot.messages import alerts
+from bot.messages.blocks import Message, text_message
+from bot.messages.personal import recheck_thanks
 from bot.models import IamUser, violation_finding
 from bot.nudges import Nudger
 from bot.recheck import Rechecker
@@ -215,7 +218,7 @@ class EventHandler:
         self.desk.store.event_step_done(event.event_id, step)
         done.add(step)
 
-    def _post_alert(self, message: messages.Message) -> None:
+    def _post_alert(self, message: Message) -> None:
         channel = self.config.alerts_to
         if channel is None:
             logger.warning("no ALERT_CHANNEL or DIGEST_CHANNEL: a real-time alert was not posted")
@@ -279,7 +282,7 @@ class EventHandler:
             return
         if desk.store.first_nudge_at(episode.arn, since=episode.first_seen) is None:
             return  # never asked: nothing to thank for
-        message = messages.text_message(messages.recheck_thanks(episode.user_name, label))
+        message = text_message(recheck_thanks(episode.user_name, label))
         desk.slack.dm(person, message.text, message.blocks)
         self._step(event, done, "thanked")
 

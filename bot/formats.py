@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.messages import remediation
 from bot.models import STATUSES, AccountFindings, AuditResult, Status, UserFinding
 
 TOOL = "mfa-bot"
@@ -70,12 +71,8 @@ OCSF_FINDING_STATUS = {1: "New", 2: "In Progress", 3: "Suppressed", 4: "Resolved
 OCSF_SEVERITY = {1: "Informational", 3: "Medium"}
 OCSF_ACTIVITY = {1: "Create", 2: "Update", 3: "Close"}
 OCSF_CLASS_UID, OCSF_CATEGORY_UID = 2003, 2
-REMEDIATION = (
-    "Sign in as the user (or an administrator), open IAM > Users > the user > Security credentials "
-    "and assign an MFA device (passkey/security key, authenticator app or hardware TOTP); "
-    "or delete the console password if the user does not need the console."
-)
-REMEDIATION_URL = "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa_enable.html"
+REMEDIATION = remediation.current().finding_text  # the wording lives in bot/messages/remediation.toml
+REMEDIATION_URL = remediation.current().setup_guide_url
 
 
 def finding_id(account_id: str, user_arn: str) -> str:
@@ -293,6 +290,6 @@ def to_ocsf(result: AuditResult, scope: str = "console") -> str:
 
 def to_csv(result: AuditResult) -> str:
     """`check --format csv`: every user (all statuses) and one `error` row per failed account."""
-    from bot.messages import audit_csv  # Slack's Block Kit models: only `check --format csv` needs them
+    from bot.messages.audit import audit_csv  # Slack's Block Kit models: only `check --format csv` needs them
 
     return audit_csv(result, statuses=STATUSES)

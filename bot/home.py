@@ -8,7 +8,7 @@ buttons to run an audit or post the digest now.
 
 Slack's limits hold for any input: at most 100 blocks in a view, 3,000 characters a section;
 a list that does not fit ends with "…and N more". Every piece of data is escaped, and texts are
-verbatim (`bot.messages.mrkdwn`): only the bot's own links and mentions are live.
+verbatim (`bot.messages.blocks.mrkdwn`): only the bot's own links and mentions are live.
 """
 
 from __future__ import annotations
@@ -30,20 +30,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.messages import (
-    MAX_SECTION_CHARS,
-    STATUS_TEXT,
-    OverdueRow,
-    code,
-    escape,
-    link,
-    mention,
-    mrkdwn,
-    overdue_line,
-    pack_lines,
-    recheck_button,
-    truncate,
-)
+from bot.messages import remediation
+from bot.messages.blocks import mrkdwn, pack_lines
+from bot.messages.digest import OverdueRow, overdue_line
+from bot.messages.personal import recheck_button
+from bot.messages.text import MAX_SECTION_CHARS, STATUS_TEXT, code, escape, link, mention, open_for, truncate
 from bot.models import UserFinding
 
 HOME_AUDIT_ACTION = "home_run_audit"
@@ -52,7 +43,7 @@ SETUP_LINK_ACTION = "home_setup_link"  # a link button: Slack still sends the cl
 MAX_VIEW_BLOCKS = 100  # Slack's limit for a home view
 MAX_OWN_ROWS = 20  # one section (with its button) per IAM user of the person; past that, "…and N more"
 ENDING_WITHIN_DAYS = 7
-SETUP_URL = "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa_enable.html"
+SETUP_URL = remediation.current().setup_guide_url
 NEEDS_MFA = frozenset({"violation", "grace", "exempt"})
 _ORDER = {"violation": 0, "grace": 1, "exempt": 2, "compliant": 3, "no_console": 4}
 
@@ -167,11 +158,7 @@ def own_line(user: OwnUser, now: datetime) -> str:
         return truncate(text + f":white_check_mark: fixed (checked live {when(user.fixed_at)})", MAX_SECTION_CHARS)
     text += STATUS_TEXT[finding.status]
     if finding.status == "violation":
-        days = user.days_open
-        if days is None:
-            text += " · open for an unknown time"
-        else:
-            text += " · open since today" if days == 0 else f" · open {_plural(days, 'day')}"
+        text += f" · {open_for(user.days_open)}"
     elif finding.status == "grace" and finding.grace_until is not None:
         text += f" until {finding.grace_until:%Y-%m-%d}"
     elif finding.status == "exempt" and finding.exempt_until is not None:

@@ -36,8 +36,18 @@ from urllib.error import URLError
 
 from slack_sdk.errors import SlackApiError
 
-from bot import messages
 from bot.digest import Desk, refresh_rows
+from bot.messages.blocks import text_message
+from bot.messages.nudging import (
+    nudge_all_queued_text,
+    nudge_batch_done_text,
+    nudge_failed_text,
+    nudge_sent_text,
+    nudge_skipped_text,
+    nudge_unknown_text,
+)
+from bot.messages.personal import nudge_dm
+from bot.messages.text import code, code_safe, escape
 from bot.models import AuditResult, UserFinding, violation_finding
 from bot.pacing import NoTsInAnswer
 from bot.slack import SLACK_ERRORS, make_responder, slack_error
@@ -179,7 +189,7 @@ class Nudger:
                 last_unknown=unknown,
             )
             return self._finish(result, requested_by, item)
-        message = messages.nudge_dm(person, targets_from_arns(arns, desk.key_only), desk.aliases, requested_by)
+        message = nudge_dm(person, targets_from_arns(arns, desk.key_only), desk.aliases, requested_by)
         try:
             channel, ts = desk.slack.dm(person, message.text, message.blocks)
         except Exception as exc:  # every failure is recorded, whatever its shape
@@ -238,7 +248,7 @@ class Nudger:
             return NudgeAnswer("error", f":warning: {account.label} could not be audited just now: nothing was sent.")
         found = next((u for u in account.users if u.user_name == user_name), None) if account else None
         if found is None:
-            where = f"{messages.code(user_name)} in account {messages.escape(account_id)}"
+            where = f"{code(user_name)} in account {escape(account_id)}"
             return NudgeAnswer("not_found", f"No IAM user {where}: nothing was sent.")
         return self.nudge_finding(requested_by, found, result, annotated=True)
 
@@ -254,14 +264,14 @@ class Nudger:
         if user.status != "violation":
             return NudgeAnswer(
                 "noop",
-                f"{messages.code(user.user_name)} in {messages.escape(label)} is {user.status.replace('_', ' ')}: "
+                f"{code(user.user_name)} in {escape(label)} is {user.status.replace('_', ' ')}: "
                 "nothing to nudge.",
             )
         person = user.slack_user_id
         if not person:
             text = (
-                f"No Slack person found for {messages.code(user.user_name)} in {messages.escape(label)}: "
-                f"link one with `/mfa-check link {messages.code_safe(user.user_name)} @person`. Nothing was sent."
+                f"No Slack person found for {code(user.user_name)} in {escape(label)}: "
+                f"link one with `/mfa-check link {code_safe(user.user_name)} @person`. Nothing was sent."
             )
             return NudgeAnswer("no_person", text)
         theirs = [u for u in result.violations if u.slack_user_id == person]
@@ -269,9 +279,9 @@ class Nudger:
         if sent.outcome == "sent":
             self.flush_rows()
             names = [(u.user_name, labels.get(u.account_id, u.account_id)) for u in theirs if u.arn in sent.arns]
-            return NudgeAnswer("sent", messages.nudge_sent_text(person, names))
+            return NudgeAnswer("sent", nudge_sent_text(person, names))
         if sent.outcome == "skipped_cooldown":
-            text = messages.nudge_skipped_text(
+            text = nudge_skipped_text(
                 person,
                 sent.last_at or "?",
                 sent.last_by or "",
@@ -282,10 +292,10 @@ class Nudger:
         if sent.outcome == "unknown":
             self.flush_rows()
             hours = self.desk.config.nudge_cooldown_hours
-            return NudgeAnswer("unknown", messages.nudge_unknown_text(person, sent.error or "no answer", hours))
+            return NudgeAnswer("unknown", nudge_unknown_text(person, sent.error or "no answer", hours))
         if sent.error == NOTHING_LEFT:
             return NudgeAnswer("noop", f"<@{person}> has no open violation left: nothing was sent.")
-        return NudgeAnswer("failed", messages.nudge_failed_text(person, sent.error or "unknown error"))
+        return NudgeAnswer("failed", nudge_failed_text(person, sent.error or "unknown error"))
 
     def enqueue_all(
         self,
@@ -323,7 +333,7 @@ class Nudger:
         self.wake()
         users = sum(len(v) for v in by_person.values())
         seconds = 1.0 / desk.slack.rates["chat.postMessage"].per_second  # where the adaptive rate starts
-        text = messages.nudge_all_queued_text(queued, users, no_person, seconds)
+        text = nudge_all_queued_text(queued, users, no_person, seconds)
         if by_person and not queued:
             text = "This Nudge all was already queued a moment ago: nothing more was queued."
         errors = [a for a in result.errors if accounts is None or a.account_id in accounts]
@@ -366,7 +376,7 @@ class Nudger:
                 if batch.response_url is None:  # nobody asked to be told (no response_url in the request)
                     store.finish_batch_notice(batch_id, self.desk.clock())
                     continue
-                text = messages.nudge_batch_done_text(
+                text = nudge_batch_done_text(
                     counts.get("sent", 0),
                     counts.get("skipped_cooldown", 0),
                     counts.get("failed", 0),
@@ -382,7 +392,7 @@ class Nudger:
     def _tell_admin(self, batch: NudgeBatch, text: str) -> bool:
         """The notice as an ephemeral answer through the batch's response_url while it lives, else a DM."""
         desk = self.desk
-        message = messages.text_message(text)
+        message = text_message(text)
         if batch.response_url and desk.clock() - batch.created_at < RESPONSE_URL_LIFETIME:
             try:
                 answer = make_responder(batch.response_url)(

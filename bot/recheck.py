@@ -22,9 +22,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot import aws, messages, service
+from bot import aws, service
+from bot.buttons import user_value
 from bot.digest import Desk, refresh_rows
 from bot.identity import Roles
+from bot.messages.personal import dm_after_recheck, nudge_dm, recheck_missing, recheck_thanks
+from bot.messages.text import code, escape
 from bot.models import LiveState, violation_finding
 from bot.slack import SLACK_ERRORS, slack_error
 from bot.store import SCHEDULER, Episode
@@ -160,7 +163,7 @@ class Rechecker:
                 return self._refuse(clicker)
             desk.record(clicker, "recheck", f"{account_id}:{user_name}", "no open violation", outcome="noop")
             text = (
-                f"No open MFA violation of {messages.code(user_name)} in account {messages.escape(account_id)} "
+                f"No open MFA violation of {code(user_name)} in account {escape(account_id)} "
                 "is known: nothing was re-checked."
             )
             return RecheckAnswer("no_episode", text)
@@ -176,7 +179,7 @@ class Rechecker:
             return self._refuse(clicker)
         if error is None and target is None:
             desk.record(clicker, "recheck", arn, "account not audited", outcome="error")
-            text = f"Account {messages.escape(account_id)} is not audited by this bot: nothing was checked."
+            text = f"Account {escape(account_id)} is not audited by this bot: nothing was checked."
             return RecheckAnswer("error", text, arn)
         try:
             if error is not None:
@@ -190,17 +193,17 @@ class Rechecker:
             error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
             logger.warning("re-check failed: %s", error)
             desk.record(clicker, "recheck", arn, error, outcome="error")
-            text = f":warning: I could not check just now ({messages.escape(error)}). Try again in a minute."
+            text = f":warning: I could not check just now ({escape(error)}). Try again in a minute."
             return RecheckAnswer("error", text, arn)
         label = self._label(account_id)
         if not fixed:
             desk.record(clicker, "recheck", arn, why, outcome="still_missing")
-            return RecheckAnswer("still_missing", messages.recheck_missing(user_name, label, why), arn)
+            return RecheckAnswer("still_missing", recheck_missing(user_name, label, why), arn)
         desk.store.close_episode(arn, desk.clock())
         desk.record(clicker, "recheck", arn, why, outcome="fixed")
         self._refresh([arn])
         updated = self.update_dm(arn)
-        return RecheckAnswer("fixed", messages.recheck_thanks(user_name, label), arn, dm_updated=updated)
+        return RecheckAnswer("fixed", recheck_thanks(user_name, label), arn, dm_updated=updated)
 
     def update_dm(self, arn: str) -> bool:
         """Show the re-check in the DM the bot sent about `arn`: that DM (channel and ts from the store),
@@ -213,13 +216,13 @@ class Rechecker:
         if dm is None or not dm.channel or not dm.message_ts:
             return False
         users = [violation_finding(a) for a in dm.arns]
-        message = messages.nudge_dm(dm.slack_user_id, users, desk.aliases, dm.sent_by)
+        message = nudge_dm(dm.slack_user_id, users, desk.aliases, dm.sent_by)
         blocks: list[dict] = message.blocks_json()
         still_open = {e.arn for e in desk.store.open_episodes()}
         for user in users:
             if user.arn not in still_open:
-                thanks = messages.recheck_thanks(user.user_name, self._label(user.account_id))
-                blocks = messages.dm_after_recheck(blocks, messages.user_value(user), thanks)
+                thanks = recheck_thanks(user.user_name, self._label(user.account_id))
+                blocks = dm_after_recheck(blocks, user_value(user.account_id, user.user_name), thanks)
         try:
             desk.slack.update(dm.channel, dm.message_ts, "Thank you: MFA is on", blocks)
         except SLACK_ERRORS as exc:

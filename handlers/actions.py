@@ -13,8 +13,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import messages
 from bot.app import Services, report_failure
+from bot.buttons import NUDGE_ACTION, NUDGE_ALL_ACTION, RECHECK_ACTION, parse_nudge_all_value, parse_user_value
+from bot.messages.blocks import REFUSAL, text_message
 from bot.slack import Responder, make_responder
 
 logger = logging.getLogger(__name__)
@@ -24,9 +25,9 @@ Job = Callable[[Services, Mapping[str, Any]], None]
 
 def register(app: App) -> None:
     """Register the digest and DM button listeners."""
-    app.action(messages.NUDGE_ACTION)(on_nudge)
-    app.action(messages.NUDGE_ALL_ACTION)(on_nudge_all)
-    app.action(messages.RECHECK_ACTION)(on_recheck)
+    app.action(NUDGE_ACTION)(on_nudge)
+    app.action(NUDGE_ALL_ACTION)(on_nudge_all)
+    app.action(RECHECK_ACTION)(on_recheck)
 
 
 def on_nudge(ack: Ack, body: dict, context: dict, logger: Any) -> None:
@@ -82,7 +83,7 @@ def _responder(body: Mapping[str, Any], services: Services | None = None) -> Res
 
 
 def _tell(respond: Responder, text: str) -> None:
-    message = messages.text_message(text)
+    message = text_message(text)
     respond(text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False)
 
 
@@ -101,7 +102,7 @@ def _admin_only(services: Services, body: Mapping[str, Any], action: str, respon
     if clicker and services.roles.is_admin(clicker):
         return clicker
     services.record(clicker or "unknown", f"refused:{action}", None, None, outcome="refused")
-    _tell(respond, messages.REFUSAL)
+    _tell(respond, REFUSAL)
     return None
 
 
@@ -120,7 +121,7 @@ def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
     clicker = _nudging_admin(services, body, "nudge", respond)
     if clicker is None or services.nudger is None:
         return
-    parsed = messages.parse_user_value(_value(body))
+    parsed = parse_user_value(_value(body))
     if parsed is None:
         _tell(respond, "That button does not name an IAM user: nothing was sent.")
         return
@@ -134,7 +135,7 @@ def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
     clicker = _nudging_admin(services, body, "nudge_all", respond)
     if clicker is None or services.nudger is None:
         return
-    accounts = messages.parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
+    accounts = parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
     notify_url = str(body.get("response_url") or "") or None  # the "finished" notice goes there, kept with the batch
     queued = services.nudger.enqueue_all(clicker, notify_url=notify_url, accounts=accounts)
     _tell(respond, queued.text)
@@ -149,7 +150,7 @@ def run_recheck(services: Services, body: Mapping[str, Any]) -> None:
     """
     respond = _responder(body, services)
     clicker = _clicker(body)
-    parsed = messages.parse_user_value(_value(body))
+    parsed = parse_user_value(_value(body))
     if services.rechecker is None or parsed is None:
         _tell(respond, "I cannot re-check this one: ask an admin to run `/mfa-check user NAME`.")
         return

@@ -18,9 +18,12 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk.web import WebClient
 
 from bot import commands as grammar
-from bot import messages
 from bot.app import Services, report_failure
 from bot.identity import slack_user_exists, track_identities, user_email
+from bot.messages.audit import IdentityNote, audit_message, usage_for, usage_message, user_detail_message
+from bot.messages.blocks import CsvFile, Message, refusal_message, text_message
+from bot.messages.personal import not_found_message, personal_message
+from bot.messages.text import code, escape, truncate
 from bot.models import AuditResult, UserFinding
 from bot.slack import SLACK_ERRORS, Responder, make_responder, slack_error
 
@@ -58,12 +61,12 @@ def _run_logged(
     except Exception as exc:
         text = report_failure(exc, "/mfa-check")
         try:
-            _answer(respond, messages.text_message(text))
+            _answer(respond, text_message(text))
         except Exception:
             logger.exception("could not tell the caller that /mfa-check failed")
 
 
-def _answer(respond: Responder, message: messages.Message, replace: bool = False) -> None:
+def _answer(respond: Responder, message: Message, replace: bool = False) -> None:
     respond(
         text=message.text,
         blocks=message.blocks,
@@ -88,19 +91,19 @@ def run_command(
     command = grammar.parse(payload.get("text"))
     is_admin = bool(caller) and services.roles.is_admin(caller)
     if isinstance(command, grammar.Usage):
-        _answer(respond, messages.usage_for(command, is_admin))
+        _answer(respond, usage_for(command, is_admin))
         return
     if isinstance(command, grammar.Help):
-        _answer(respond, messages.usage_message(is_admin))
+        _answer(respond, usage_message(is_admin))
         return
     if isinstance(command, grammar.AccountAudit) and not is_admin:
         # To anyone else a lone word is no command: the usage, never an audit or a refusal naming it.
-        _answer(respond, messages.usage_message(is_admin, grammar.UNKNOWN_COMMAND))
+        _answer(respond, usage_message(is_admin, grammar.UNKNOWN_COMMAND))
         return
     if grammar.requires_admin(command) and not is_admin:
-        detail = messages.truncate(str(payload.get("text") or ""), 200)
+        detail = truncate(str(payload.get("text") or ""), 200)
         services.record(caller or "unknown", f"refused:{command.verb}", None, detail, outcome="refused")
-        _answer(respond, messages.refusal_message())
+        _answer(respond, refusal_message())
         return
     if isinstance(command, grammar.Me):
         _me(services, client, caller, respond, asked_at)
@@ -126,7 +129,7 @@ def _auditing(services: Services, respond: Responder, asked_at: float) -> AuditR
     """Say "Auditing <account>…", then run (or join) the audit."""
     last = services.shared_audit.last
     where = ", ".join(a.label for a in last.accounts) if last and last.accounts else "the AWS account"
-    _answer(respond, messages.text_message(f":hourglass_flowing_sand: Auditing {messages.escape(where)}…"))
+    _answer(respond, text_message(f":hourglass_flowing_sand: Auditing {escape(where)}…"))
     return services.shared_audit(asked_at)
 
 
@@ -143,7 +146,7 @@ def _annotated(services: Services, result: AuditResult) -> AuditResult:
 
 def _audit(services: Services, client: WebClient, caller: str, respond: Responder, asked_at: float) -> None:
     result = _annotated(services, _auditing(services, respond, asked_at))
-    message = messages.audit_message(result)
+    message = audit_message(result)
     _answer(respond, message, replace=True)
     if message.file is not None:
         _send_file(client, caller, message.file, respond)
@@ -153,22 +156,22 @@ def _account_audit(
     services: Services, client: WebClient, caller: str, command: grammar.AccountAudit, respond: Responder
 ) -> None:
     """`/mfa-check ACCOUNT`: audit (and record) that one account; an unknown one changes nothing."""
-    wanted = messages.escape(command.account)
+    wanted = escape(command.account)
     if services.audit_account is None:
-        _answer(respond, messages.text_message("Auditing one account is not available here: nothing was audited."))
+        _answer(respond, text_message("Auditing one account is not available here: nothing was audited."))
         return
-    _answer(respond, messages.text_message(f":hourglass_flowing_sand: Auditing {wanted}…"))
+    _answer(respond, text_message(f":hourglass_flowing_sand: Auditing {wanted}…"))
     result = services.audit_account(command.account)
     if not result.accounts:
-        _answer(respond, messages.text_message(f"no configured account {wanted}"), replace=True)
+        _answer(respond, text_message(f"no configured account {wanted}"), replace=True)
         return
-    message = messages.audit_message(_annotated(services, result))
+    message = audit_message(_annotated(services, result))
     _answer(respond, message, replace=True)
     if message.file is not None:
         _send_file(client, caller, message.file, respond)
 
 
-def _send_file(client: WebClient, caller: str, file: messages.CsvFile, respond: Responder) -> None:
+def _send_file(client: WebClient, caller: str, file: CsvFile, respond: Responder) -> None:
     """Upload the CSV to the caller's DM with the bot; say so if it cannot go."""
     try:
         channel = client.conversations_open(users=caller)["channel"]["id"]
@@ -184,8 +187,8 @@ def _send_file(client: WebClient, caller: str, file: messages.CsvFile, respond: 
         logger.warning("could not upload %s: %s", file.filename, error)
         _answer(
             respond,
-            messages.text_message(
-                f":warning: The CSV file with the whole list could not be sent ({messages.escape(error)}). "
+            text_message(
+                f":warning: The CSV file with the whole list could not be sent ({escape(error)}). "
                 "Run `python -m bot check --json` for the full list."
             ),
         )
@@ -196,7 +199,7 @@ def _me(services: Services, client: WebClient, caller: str, respond: Responder, 
     links = services.links()
     own = services.identity.own_findings(result, caller, user_email(client, caller), links)
     own = [u if u.slack_user_id else _with_person(u, caller) for u in own]
-    message = messages.personal_message(own, result) if own else messages.not_found_message(result, caller)
+    message = personal_message(own, result) if own else not_found_message(result, caller)
     _answer(respond, message, replace=True)
 
 
@@ -223,13 +226,13 @@ def _one_user(result: AuditResult, ref: grammar.UserRef, respond: Responder) -> 
     found = _matches(result, ref)
     if not found:
         failed = f" ({len(result.errors)} account(s) could not be read)" if result.errors else ""
-        text = f"No IAM user {messages.code(str(ref))} in the audited accounts{failed}. Nothing changed."
-        _answer(respond, messages.text_message(text), replace=True)
+        text = f"No IAM user {code(str(ref))} in the audited accounts{failed}. Nothing changed."
+        _answer(respond, text_message(text), replace=True)
         return None
     if len(found) > 1:
         where = ", ".join(f"`{u.account_id}/{u.user_name}`" for u in found)
-        text = f"{messages.code(ref.name)} exists in several accounts: name one of {where}. Nothing changed."
-        _answer(respond, messages.text_message(text), replace=True)
+        text = f"{code(ref.name)} exists in several accounts: name one of {where}. Nothing changed."
+        _answer(respond, text_message(text), replace=True)
         return None
     return found[0]
 
@@ -244,7 +247,7 @@ def _user(services: Services, command: grammar.UserDetail, respond: Responder, a
     people = {u.arn: services.identity.resolve_source(u, links)[1] for u in found}
     known = services.store.identities([u.arn for u in found]) if services.store is not None else {}
     notes = {
-        u.arn: messages.IdentityNote(
+        u.arn: IdentityNote(
             source=people.get(u.arn),
             previous=known[u.arn].previous_slack_user_id if u.arn in known else None,
             previous_source=known[u.arn].previous_source if u.arn in known else None,
@@ -252,11 +255,11 @@ def _user(services: Services, command: grammar.UserDetail, respond: Responder, a
         )
         for u in found
     }
-    _answer(respond, messages.user_detail_message(found, result, notes), replace=True)
+    _answer(respond, user_detail_message(found, result, notes), replace=True)
 
 
 def _no_store(respond: Responder) -> None:
-    _answer(respond, messages.text_message("The store (DATABASE_URL) is not configured: nothing changed."))
+    _answer(respond, text_message("The store (DATABASE_URL) is not configured: nothing changed."))
 
 
 def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: Responder, asked_at: float) -> None:
@@ -271,10 +274,10 @@ def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: R
     services.store.grant_exemption(user.arn, user.account_id, user.user_name, command.reason, until, caller, now)
     services.record(caller, "exempt", user.arn, f"{command.days}d: {command.reason}")
     text = (
-        f":large_yellow_circle: {messages.code(user.user_name)} ({user.account_id}) is exempt until "
-        f"{until:%Y-%m-%d %H:%M} UTC, granted by <@{caller}>: {messages.escape(command.reason)}"
+        f":large_yellow_circle: {code(user.user_name)} ({user.account_id}) is exempt until "
+        f"{until:%Y-%m-%d %H:%M} UTC, granted by <@{caller}>: {escape(command.reason)}"
     )
-    _answer(respond, messages.text_message(text), replace=True)
+    _answer(respond, text_message(text), replace=True)
 
 
 def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respond: Responder, asked_at: float) -> None:
@@ -287,11 +290,11 @@ def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respon
     ended = services.store.revoke_exemption(user.arn, caller, services.clock())
     services.record(caller, "unexempt", user.arn, None, outcome="ok" if ended else "noop")
     text = (
-        f"The exemption of {messages.code(user.user_name)} ({user.account_id}) has ended."
+        f"The exemption of {code(user.user_name)} ({user.account_id}) has ended."
         if ended
-        else f"{messages.code(user.user_name)} ({user.account_id}) had no exemption from Slack: nothing changed."
+        else f"{code(user.user_name)} ({user.account_id}) had no exemption from Slack: nothing changed."
     )
-    _answer(respond, messages.text_message(text), replace=True)
+    _answer(respond, text_message(text), replace=True)
 
 
 def _link(
@@ -302,7 +305,7 @@ def _link(
         return
     if slack_user_exists(client, command.slack_user_id) is False:
         _answer(
-            respond, messages.text_message(f"There is no Slack person <@{command.slack_user_id}>: nothing changed.")
+            respond, text_message(f"There is no Slack person <@{command.slack_user_id}>: nothing changed.")
         )
         return
     user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
@@ -310,8 +313,8 @@ def _link(
         return
     services.store.set_link(user.arn, command.slack_user_id, caller, services.clock())
     services.record(caller, "link", user.arn, command.slack_user_id)
-    text = f":link: {messages.code(user.user_name)} ({user.account_id}) is now linked to <@{command.slack_user_id}>."
-    _answer(respond, messages.text_message(text), replace=True)
+    text = f":link: {code(user.user_name)} ({user.account_id}) is now linked to <@{command.slack_user_id}>."
+    _answer(respond, text_message(text), replace=True)
 
 
 def _nudge(
@@ -329,13 +332,13 @@ def _nudge(
     result = _auditing(services, respond, asked_at)
     if command.user is None:
         queued = services.nudger.enqueue_all(caller, result, notify_url=response_url)
-        _answer(respond, messages.text_message(queued.text), replace=True)
+        _answer(respond, text_message(queued.text), replace=True)
         return
     user = _one_user(result, command.user, respond)
     if user is None:
         return
     answer = services.nudger.nudge_finding(caller, user, result)
-    _answer(respond, messages.text_message(answer.text), replace=True)
+    _answer(respond, text_message(answer.text), replace=True)
 
 
 def _digest(services: Services, caller: str, respond: Responder) -> None:
@@ -343,14 +346,14 @@ def _digest(services: Services, caller: str, respond: Responder) -> None:
         _digest_from_desk(services, caller, respond)
         return
     if services.digest is None:
-        _answer(respond, messages.text_message("The digest is not available yet in this version: nothing was posted."))
+        _answer(respond, text_message("The digest is not available yet in this version: nothing was posted."))
         return
-    _answer(respond, messages.text_message(":hourglass_flowing_sand: Posting the digest…"))
+    _answer(respond, text_message(":hourglass_flowing_sand: Posting the digest…"))
     outcome = services.digest()
     ok = outcome in (0, None, True)
     services.record(caller, "digest", None, None, outcome="ok" if ok else "failed")
     text = "The digest was posted." if ok else ":warning: The digest could not be posted; see the bot's log."
-    _answer(respond, messages.text_message(text), replace=True)
+    _answer(respond, text_message(text), replace=True)
 
 
 def _digest_from_desk(services: Services, caller: str, respond: Responder) -> None:
@@ -360,9 +363,9 @@ def _digest_from_desk(services: Services, caller: str, respond: Responder) -> No
     desk = services.desk
     assert desk is not None
     if not desk.config.digest_channel:
-        _answer(respond, messages.text_message("DIGEST_CHANNEL is not set: nothing was posted."))
+        _answer(respond, text_message("DIGEST_CHANNEL is not set: nothing was posted."))
         return
-    _answer(respond, messages.text_message(":hourglass_flowing_sand: Posting the digest…"))
+    _answer(respond, text_message(":hourglass_flowing_sand: Posting the digest…"))
     outcome = post_manual_digest(desk, caller)
     accounts = "".join(f", <#{a.channel}>" for a in outcome.accounts if a.posted)
     if outcome.ok:
@@ -373,7 +376,7 @@ def _digest_from_desk(services: Services, caller: str, respond: Responder) -> No
         where = f"<#{desk.config.digest_channel}>{accounts}"
         text = f":warning: The digest was posted to {where}, but {'; '.join(problems)}."
     else:
-        text = f":warning: The digest could not be posted ({messages.escape(outcome.reason)})."
+        text = f":warning: The digest could not be posted ({escape(outcome.reason)})."
     if outcome.escalated:
         text += f"\n{outcome.escalated} overdue violation(s) escalated to <#{desk.config.escalation_channel}>."
-    _answer(respond, messages.text_message(text), replace=True)
+    _answer(respond, text_message(text), replace=True)

@@ -18,10 +18,11 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.web import WebClient
 
-from bot import home, messages
+from bot import home
 from bot.app import Services
 from bot.home import HomePage
 from bot.home_tab import HomeTab
+from bot.messages.blocks import REFUSAL
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _admin_home(services: Services, body: Mapping[str, Any], action: str) -> tup
         return clicker, tab
     services.record(clicker or "unknown", f"refused:{action}", None, None, outcome="refused")
     if tab is not None and clicker:
-        tab.publish(clicker, notice=messages.REFUSAL)
+        tab.publish(clicker, notice=REFUSAL)
     return None
 
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import messages
 from bot.digest import (
     DigestOutcome,
     build_view,
@@ -24,7 +23,7 @@ from bot.digest import (
     view_from_json,
     view_to_json,
 )
-from bot.messages import DigestAccount, DigestRow, DigestView, RowState
+from bot.messages.digest import DigestAccount, DigestRow, DigestView, RowState, digest_parts
 from bot.models import RootStatus
 from bot.store import Store, process_identity
 from tests.slack_standin import MEMBERS, Reply, SlackStandIn, person
@@ -71,7 +70,7 @@ def test_view_lists_each_violator_with_person_account_days_and_sorts_longest_ope
     ]
     assert view.rows[0].account == f"acme ({ACCOUNT})"
     assert view.new_since is None and view.title == "MFA digest · Fri 27 Nov 2026"
-    text = blocks_text(messages.digest_parts(view)[0].blocks)
+    text = blocks_text(digest_parts(view)[0].blocks)
     assert "_no Slack person found_ · `ivan` in acme (123456789012) · open 5 days" in text
     assert "<@U0BOB0001> · `bob` in acme (123456789012) · open 2 days · not nudged yet" in text
 
@@ -82,7 +81,7 @@ def test_nudge_buttons_only_for_rows_with_a_person_and_one_nudge_all() -> None:
         DigestRow(arn("ivan"), ACCOUNT, "acme", "ivan", None, 1),
     )
     view = DigestView("MFA digest", (DigestAccount(ACCOUNT, "acme", None, "MFA on", False, 2),), rows, 0, 0)
-    blocks = [b.to_dict() for b in messages.digest_parts(view)[0].blocks]
+    blocks = [b.to_dict() for b in digest_parts(view)[0].blocks]
     buttons = [b["accessory"] for b in blocks if b.get("accessory")]
     assert buttons == [{"type": "button", "action_id": "nudge", "value": f"{ACCOUNT}:bob", "text": buttons[0]["text"]}]
     actions = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
@@ -96,7 +95,7 @@ def test_a_failed_account_is_an_error_never_clean_and_root_mfa_is_shown_per_acco
     )
     view = build_view(found, {}, NOW, "UTC")
     assert not view.all_clear
-    (part,) = messages.digest_parts(view)
+    (part,) = digest_parts(view)
     text = blocks_text(part.blocks)
     assert "could NOT be audited" in text and "AccessDenied: sts:AssumeRole was denied" in text
     assert "unknown*, not clean" in text
@@ -107,7 +106,7 @@ def test_a_failed_account_is_an_error_never_clean_and_root_mfa_is_shown_per_acco
 
 def test_nobody_violating_is_a_short_all_clear_not_silence() -> None:
     view = build_view(result(account([])), {}, NOW, "UTC")
-    (part,) = messages.digest_parts(view)
+    (part,) = digest_parts(view)
     assert view.all_clear and part.text.endswith("all clear")
     assert "*All clear*" in blocks_text(part.blocks) and not part.arns
 
@@ -119,7 +118,7 @@ def test_a_long_digest_continues_in_the_thread_within_slack_limits_and_nothing_i
     )
     accounts = tuple(DigestAccount(f"{i:012d}", f"account-{i}", None, "MFA on (virtual)", False, 0) for i in range(300))
     view = DigestView("MFA digest", accounts, rows, 3, 1)
-    parts = messages.digest_parts(view, {rows[5].arn: RowState(nudges=2, nudged_by="U0ADMIN01", nudged_at="09:14")})
+    parts = digest_parts(view, {rows[5].arn: RowState(nudges=2, nudged_by="U0ADMIN01", nudged_at="09:14")})
     assert len(parts) > 20
     listed = [a for p in parts for a in p.arns]
     assert sorted(listed) == sorted(r.arn for r in rows)  # every row once, none cut
@@ -139,9 +138,9 @@ def test_a_long_digest_continues_in_the_thread_within_slack_limits_and_nothing_i
 def test_row_states_change_text_never_layout() -> None:
     rows = tuple(DigestRow(arn(f"u{i}"), ACCOUNT, "acme", f"u{i}", "U1", 1) for i in range(120))
     view = DigestView("MFA digest", (), rows, 0, 0)
-    plain = messages.digest_parts(view)
+    plain = digest_parts(view)
     states = {r.arn: RowState(nudges=9, nudged_by="U2", nudged_at="10:00", fixed_at="11:00") for r in rows}
-    fixed = messages.digest_parts(view, states)
+    fixed = digest_parts(view, states)
     assert [p.arns for p in plain] == [p.arns for p in fixed]
     text = blocks_text(fixed[1].blocks)
     assert ":white_check_mark: *fixed* at 11:00" in text and '"action_id": "nudge"' not in text
@@ -333,7 +332,7 @@ def test_the_digest_header_shows_root_without_credentials_neutrally_and_how_fres
         cloudtrail_error="AccessDenied",
     )
     view = build_view(result(fresh, stale), {}, NOW, "UTC")
-    (part,) = messages.digest_parts(view)
+    (part,) = digest_parts(view)
     text = blocks_text(part.blocks)
     assert f"• acme ({ACCOUNT}): root no credentials (no password, no access keys): cannot sign in" in text
     assert f"fresh through {NOW:%H:%M} UTC (report of {NOW:%H:%M} UTC + CloudTrail)" in text
@@ -347,10 +346,10 @@ def test_exempt_and_grace_are_accepted_risk_in_the_digest_not_all_clear() -> Non
     exempt = violator("heidi")
     exempt = dataclasses.replace(exempt, status="exempt", reason="tag mfa-exempt: vault")
     view = build_view(result(account([exempt])), {}, NOW, "UTC")
-    (part,) = messages.digest_parts(view)
+    (part,) = digest_parts(view)
     text = blocks_text(part.blocks)
     assert view.accepted_risk == 1
     assert "*All clear*" not in text and "No violation" in text and "exempt, so without MFA" in text
     grace = dataclasses.replace(violator("gina"), status="grace", reason="new console password")
-    text = blocks_text(messages.digest_parts(build_view(result(account([grace])), {}, NOW, "UTC"))[0].blocks)
+    text = blocks_text(digest_parts(build_view(result(account([grace])), {}, NOW, "UTC"))[0].blocks)
     assert "*All clear*" not in text and "exempt or in grace: accepted risk, not compliant" in text

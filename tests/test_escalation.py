@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import messages
 from bot.digest import Desk, build_view, post_manual_digest, post_scheduled_digest, refresh_rows
 from bot.escalation import Overdue, escalation_key, select_overdue
-from bot.messages import OverdueRow
+from bot.messages.digest import OverdueRow, RowState, digest_parts, escalation_parts, overdue_blocks
 from bot.nudges import Nudger
 from bot.pacing import PacedSlack
 from bot.slack import make_web_client
@@ -79,7 +78,7 @@ def test_the_overdue_section_names_who_where_how_long_and_how_many_nudges() -> N
     overdue = [Overdue(1, arn("bob"), ACCOUNT, "bob", NOW - timedelta(days=12), NOW - timedelta(days=9), 9)]
     view = build_view(found, {}, NOW, "UTC", overdue=overdue, nudges={arn("bob"): 3}, overdue_after_days=7)
     assert view.overdue == (OverdueRow(arn("bob"), ACCOUNT, f"acme ({ACCOUNT})", "bob", "U0BOB0001", 9, 3),)
-    (part,) = messages.digest_parts(view)
+    (part,) = digest_parts(view)
     text = json.dumps([b.to_dict() for b in part.blocks], ensure_ascii=False)
     assert "*:alarm_clock: Overdue (1)*: still open 7 days or more after the first nudge" in text
     assert f"<@U0BOB0001> · `bob` in acme ({ACCOUNT}) · 9 days since the first nudge · 3 nudges so far" in text
@@ -91,10 +90,10 @@ def test_the_overdue_section_names_who_where_how_long_and_how_many_nudges() -> N
 
 def test_the_overdue_section_updates_in_place_with_the_same_layout() -> None:
     rows = [OverdueRow(arn(f"u{i}"), ACCOUNT, "acme " * 60, f"u{i}" * 30, f"U{i:08d}", 8, 9) for i in range(30)]
-    posted = messages.overdue_blocks(rows, 7)
-    states = {r.arn: messages.RowState(nudges=100) for r in rows}  # more nudges since: longer lines
-    states[arn("u3")] = messages.RowState(nudges=12, fixed_at="10:02")
-    now = messages.overdue_blocks(rows, 7, states)
+    posted = overdue_blocks(rows, 7)
+    states = {r.arn: RowState(nudges=100) for r in rows}  # more nudges since: longer lines
+    states[arn("u3")] = RowState(nudges=12, fixed_at="10:02")
+    now = overdue_blocks(rows, 7, states)
     assert len(now) == len(posted) and all(len(b.text.text) <= 3000 for b in now)
     text = "\n".join(b.text.text for b in now)
     assert "9 nudges so far" not in text and text.count("100 nudges so far") == 29
@@ -103,7 +102,7 @@ def test_the_overdue_section_updates_in_place_with_the_same_layout() -> None:
 
 def test_escalation_messages_stay_within_slack_limits_and_list_each_row_once() -> None:
     rows = [OverdueRow(arn(f"u{i}"), ACCOUNT, "acme", f"u{i}" * 20, f"U{i:08d}", 8, 2) for i in range(101)]
-    parts = messages.escalation_parts(rows, 7, "2026-11-27")
+    parts = escalation_parts(rows, 7, "2026-11-27")
     assert len(parts) == 3 and [len(p.arns) for p in parts] == [40, 40, 21]
     assert sorted(a for p in parts for a in p.arns) == sorted(r.arn for r in rows)
     for part in parts:

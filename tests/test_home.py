@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from bot.buttons import RECHECK_ACTION
 from bot.home import (
     HOME_AUDIT_ACTION,
     HOME_DIGEST_ACTION,
@@ -18,7 +19,7 @@ from bot.home import (
     home_view,
 )
 from bot.home_tab import HomeTab
-from bot.messages import RECHECK_ACTION, OverdueRow
+from bot.messages.digest import OverdueRow
 from bot.models import MfaDevice, UserFinding
 from bot.snapshot import account_from_json, account_to_json
 from tests.slack_standin import view_problems

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bot.buttons import RECHECK_ACTION
 from bot.demo import demo_client
 from bot.home import HOME_AUDIT_ACTION, HOME_DIGEST_ACTION, MAX_OWN_ROWS
-from bot.messages import RECHECK_ACTION
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
 from bot.service import record_result
 from tests.fixtures_slack import served_production

@@ -11,7 +11,28 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from slack_sdk.models.blocks import HeaderBlock, SectionBlock
 
-from bot import messages
+from bot.buttons import parse_user_value, user_value
+from bot.messages.audit import (
+    COUNTED,
+    LISTED,
+    account_title,
+    audit_csv,
+    audit_message,
+    usage_message,
+    user_detail_message,
+)
+from bot.messages.blocks import Message
+from bot.messages.digest import DigestRow, digest_row_block
+from bot.messages.personal import (
+    cli_steps,
+    dm_after_recheck,
+    not_found_message,
+    nudge_dm,
+    personal_message,
+    recheck_thanks,
+)
+from bot.messages.remediation import signin_url
+from bot.messages.text import BIDI_CONTROLS
 from bot.models import AccountFindings, AuditResult, MfaDevice, RootStatus, UserFinding
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -55,7 +76,7 @@ def result(*accounts: AccountFindings) -> AuditResult:
     return AuditResult(generated_at=NOW, accounts=list(accounts))
 
 
-def check_limits(message: messages.Message) -> None:
+def check_limits(message: Message) -> None:
     """Slack's limits, checked with slack_sdk's own validators."""
     assert 0 < len(message.blocks) <= 50
     for block in message.blocks:
@@ -66,17 +87,17 @@ def check_limits(message: messages.Message) -> None:
     json.dumps(message.blocks_json())
 
 
-def all_text(message: messages.Message) -> str:
+def all_text(message: Message) -> str:
     return json.dumps(message.blocks_json(), ensure_ascii=False) + message.text
 
 
-def header_counts(message: messages.Message) -> list[dict[str, int]]:
+def header_counts(message: Message) -> list[dict[str, int]]:
     """The status counts each account's summary block shows."""
     counts = []
     for block in message.blocks:
         if isinstance(block, SectionBlock) and block.fields:
             shown = {}
-            for status, title in messages.COUNTED:
+            for status, title in COUNTED:
                 for f in block.fields:
                     m = re.fullmatch(rf"\*{re.escape(title)}:\* (\d+)", f.text)
                     if m:
@@ -85,7 +106,7 @@ def header_counts(message: messages.Message) -> list[dict[str, int]]:
     return counts
 
 
-def rows_in_message(message: messages.Message) -> dict[str, set[str]]:
+def rows_in_message(message: Message) -> dict[str, set[str]]:
     """User names listed per status in the message's list sections."""
     rows: dict[str, set[str]] = {"violation": set(), "exempt": set(), "grace": set()}
     current = None
@@ -93,7 +114,7 @@ def rows_in_message(message: messages.Message) -> dict[str, set[str]]:
         if not isinstance(block, SectionBlock) or block.text is None:
             continue
         for line in block.text.text.split("\n"):
-            for status, title in messages.LISTED:
+            for status, title in LISTED:
                 if line.startswith(f"*{title} ("):
                     current = status
             m = re.match(r"• `([^`]+)`", line)
@@ -102,7 +123,7 @@ def rows_in_message(message: messages.Message) -> dict[str, set[str]]:
     return rows
 
 
-def more_counts(message: messages.Message) -> int:
+def more_counts(message: Message) -> int:
     return sum(int(n) for n in re.findall(r"…and (\d+) more \(", all_text(message)))
 
 
@@ -115,7 +136,7 @@ def test_small_audit_fits_without_a_file() -> None:
         user("alice", "compliant"),
         user("frank", "no_console"),
     ]
-    message = messages.audit_message(result(account(users)))
+    message = audit_message(result(account(users)))
     check_limits(message)
     assert message.file is None
     assert isinstance(message.blocks[0], HeaderBlock)
@@ -132,21 +153,21 @@ def test_small_audit_fits_without_a_file() -> None:
 
 
 def test_violations_come_before_exempt_and_grace() -> None:
-    message = messages.audit_message(result(account([user("z", "grace"), user("y", "exempt"), user("x")])))
+    message = audit_message(result(account([user("z", "grace"), user("y", "exempt"), user("x")])))
     text = all_text(message)
     assert text.index("Violations") < text.index("Exempt (") < text.index("In grace period (")
 
 
 def test_root_mfa_off_and_hardware() -> None:
-    off = messages.audit_message(result(account([], root=RootStatus(mfa_enabled=False))))
+    off = audit_message(result(account([], root=RootStatus(mfa_enabled=False))))
     assert ":warning: *Root user: MFA OFF*" in all_text(off)
-    hw = messages.audit_message(result(account([], root=RootStatus(mfa_enabled=True, hardware=True))))
+    hw = audit_message(result(account([], root=RootStatus(mfa_enabled=True, hardware=True))))
     assert "MFA on (hardware)" in all_text(hw)
 
 
 def test_an_account_with_an_error_is_never_zero_violations() -> None:
     failed = account([], error="AccessDenied: iam:GenerateCredentialReport", root=RootStatus())
-    message = messages.audit_message(result(failed))
+    message = audit_message(result(failed))
     check_limits(message)
     text = all_text(message)
     assert "could not be audited" in text and "iam:GenerateCredentialReport" in text
@@ -157,7 +178,7 @@ def test_an_account_with_an_error_is_never_zero_violations() -> None:
 
 def test_user_supplied_text_is_escaped() -> None:
     evil = user("mallory", reason="<!channel> & <https://evil|click> <@U0ADMIN01>", slack_user_id=None)
-    text = all_text(messages.audit_message(result(account([evil], alias="a<b>"))))
+    text = all_text(audit_message(result(account([evil], alias="a<b>"))))
     assert "<!channel>" not in text and "<https://evil" not in text and "<@U0ADMIN01>" not in text
     assert "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;" in text
 
@@ -168,7 +189,7 @@ def test_many_violations_stay_within_limits_and_are_counted_exactly(n: int) -> N
         user(f"user-{i:04d}", reason="console password since 2025-01-01 (59 days), no MFA device") for i in range(n)
     ]
     users += [user(f"exempt-{i:03d}", "exempt", reason="x" * 400) for i in range(30)]
-    message = messages.audit_message(result(account(users)))
+    message = audit_message(result(account(users)))
     check_limits(message)
     (counts,) = header_counts(message)
     assert counts["violation"] == n and counts["exempt"] == 30
@@ -194,7 +215,7 @@ def test_many_accounts_fit_and_none_is_dropped_silently() -> None:
         for i in range(25)
     ]
     accounts.append(account([], account_id="999999999999", alias="broken", error="AccessDenied", root=RootStatus()))
-    message = messages.audit_message(result(*accounts))
+    message = audit_message(result(*accounts))
     check_limits(message)
     assert message.file is not None
     rows = list(csv.DictReader(io.StringIO(message.file.content)))
@@ -204,22 +225,22 @@ def test_many_accounts_fit_and_none_is_dropped_silently() -> None:
 
 
 def test_csv_cells_cannot_become_formulas() -> None:
-    message = messages.audit_message(result(account([user(f"u{i}") for i in range(60)] + [user("=cmd", reason="+1")])))
+    message = audit_message(result(account([user(f"u{i}") for i in range(60)] + [user("=cmd", reason="+1")])))
     assert message.file is not None
     assert "'=cmd" in message.file.content and "'+1" in message.file.content
 
 
 def test_violation_rows_with_buttons_for_the_digest() -> None:
-    rows = messages.violation_row_blocks([user("bob", slack_user_id="U0BOB0001")], NOW)
-    (block,) = rows
+    bob = user("bob", slack_user_id="U0BOB0001")
+    block = digest_row_block(DigestRow(bob.arn, ACCOUNT, "acme", "bob", bob.slack_user_id, 3))
     block.validate_json()
     assert block.accessory.action_id == "nudge"
-    assert messages.parse_user_value(block.accessory.value) == (ACCOUNT, "bob")
+    assert parse_user_value(block.accessory.value) == (ACCOUNT, "bob")
 
 
 def test_personal_message_has_console_and_cli_steps() -> None:
     bob = user("bob")
-    message = messages.personal_message([bob, user("bob2", "compliant")], result(account([bob])))
+    message = personal_message([bob, user("bob2", "compliant")], result(account([bob])))
     check_limits(message)
     text = all_text(message)
     assert "aws iam create-virtual-mfa-device --virtual-mfa-device-name bob" in text
@@ -239,25 +260,25 @@ def test_govcloud_steps_use_the_partition() -> None:
         mfa_devices=(),
         status="violation",
     )
-    assert f"arn:aws-us-gov:iam::{ACCOUNT}:mfa/g" in messages.cli_steps(gov)
+    assert f"arn:aws-us-gov:iam::{ACCOUNT}:mfa/g" in cli_steps(gov)
 
 
 def test_not_found_explains_linking() -> None:
-    text = all_text(messages.not_found_message(result(account([])), "U0PLEB001"))
+    text = all_text(not_found_message(result(account([])), "U0PLEB001"))
     assert "/mfa-check link NAME @you" in text and "<@U0PLEB001>" in text
 
 
 def test_user_detail() -> None:
     bob = user("bob", slack_user_id="U0BOB0001")
-    text = all_text(messages.user_detail_message([bob], result(account([bob]))))
+    text = all_text(user_detail_message([bob], result(account([bob]))))
     assert "without MFA" in text and "<@U0BOB0001>" in text and bob.arn in text
 
 
 def test_usage_for_non_admins_lists_only_me_and_help() -> None:
-    text = all_text(messages.usage_message(is_admin=False))
+    text = all_text(usage_message(is_admin=False))
     assert "/mfa-check me" in text and "/mfa-check help" in text
     assert "exempt" not in text and "link" not in text
-    admin = all_text(messages.usage_message(is_admin=True, error="that is not an IAM user name"))
+    admin = all_text(usage_message(is_admin=True, error="that is not an IAM user name"))
     assert "exempt NAME DAYSd REASON" in admin and "that is not an IAM user name" in admin
 
 
@@ -266,7 +287,7 @@ def test_usage_for_non_admins_lists_only_me_and_help() -> None:
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
-def rendered(message: messages.Message) -> str:
+def rendered(message: Message) -> str:
     """Every text Slack shows of a message (button values are data handed back to the bot, not shown)."""
 
     def walk(node: object) -> list[str]:
@@ -281,17 +302,17 @@ def rendered(message: messages.Message) -> str:
 
 def test_iam_names_are_escaped_inside_the_cli_code_block() -> None:
     evil = user("x`<!channel>`&<@U0ADMIN01>")
-    steps = messages.cli_steps(evil)
+    steps = cli_steps(evil)
     assert steps.startswith("```") and steps.endswith("```") and steps.count("`") == 6  # no way out of the block
     assert "<!channel>" not in steps and "<@U0ADMIN01>" not in steps and "&lt;!channel&gt;" in steps
-    dm = rendered(messages.nudge_dm("U0BOB0001", [evil], {}))
+    dm = rendered(nudge_dm("U0BOB0001", [evil], {}))
     assert "<!channel>" not in dm and "<@U0ADMIN01>" not in dm
 
 
 def test_button_values_must_name_an_account_id_and_an_iam_user() -> None:
-    assert messages.parse_user_value("123456789012:bob") == ("123456789012", "bob")
+    assert parse_user_value("123456789012:bob") == ("123456789012", "bob")
     for forged in ("<!here>:bob", "123456789012:<!channel>", "12345:bob", "123456789012:", "123456789012:a b"):
-        assert messages.parse_user_value(forged) is None
+        assert parse_user_value(forged) is None
 
 
 def test_bidi_controls_are_removed_from_everything_rendered() -> None:
@@ -299,23 +320,23 @@ def test_bidi_controls_are_removed_from_everything_rendered() -> None:
     exempt = user(f"ex{BIDI}", "exempt", reason=f"tag mfa-exempt: {BIDI}vault")
     audit = result(account([evil, exempt], alias=f"ac{BIDI}me"))
     texts = [
-        all_text(messages.audit_message(audit)),
-        messages.audit_csv(audit),
-        all_text(messages.personal_message([evil, exempt], audit)),
-        all_text(messages.user_detail_message([evil, exempt], audit)),
-        all_text(messages.nudge_dm("U0BOB0001", [evil], {ACCOUNT: f"a{BIDI}"})),
-        messages.account_title(audit.accounts[0]),
+        all_text(audit_message(audit)),
+        audit_csv(audit),
+        all_text(personal_message([evil, exempt], audit)),
+        all_text(user_detail_message([evil, exempt], audit)),
+        all_text(nudge_dm("U0BOB0001", [evil], {ACCOUNT: f"a{BIDI}"})),
+        account_title(audit.accounts[0]),
     ]
     for text in texts:
-        assert not messages.BIDI_CONTROLS.search(text), text
+        assert not BIDI_CONTROLS.search(text), text
 
 
 def test_urls_in_tag_values_are_not_turned_into_links() -> None:
     exempt = user("ops", "exempt", reason="tag mfa-exempt: see https://evil.example/login and www.evil.example")
     for message in (
-        messages.audit_message(result(account([exempt]))),
-        messages.user_detail_message([exempt], result(account([exempt]))),
-        messages.personal_message([exempt], result(account([exempt]))),
+        audit_message(result(account([exempt]))),
+        user_detail_message([exempt], result(account([exempt]))),
+        personal_message([exempt], result(account([exempt]))),
     ):
         texts = [b["text"] for b in message.blocks_json() if b.get("text", {}).get("type") == "mrkdwn"]
         texts += [f for b in message.blocks_json() for f in b.get("fields", [])]
@@ -325,15 +346,15 @@ def test_urls_in_tag_values_are_not_turned_into_links() -> None:
 
 
 def test_the_bots_own_sign_in_url_stays_a_link_and_a_bad_alias_makes_none() -> None:
-    dm = all_text(messages.nudge_dm("U0BOB0001", [user("bob")], {ACCOUNT: "acme"}))
+    dm = all_text(nudge_dm("U0BOB0001", [user("bob")], {ACCOUNT: "acme"}))
     assert "<https://acme.signin.aws.amazon.com/console>" in dm
-    assert messages.signin_url(ACCOUNT, "evil.com/x|y>") == f"https://{ACCOUNT}.signin.aws.amazon.com/console"
-    assert messages.signin_url("<!here>", None) is None
+    assert signin_url(ACCOUNT, "evil.com/x|y>") == f"https://{ACCOUNT}.signin.aws.amazon.com/console"
+    assert signin_url("<!here>", None) is None
 
 
 def test_csv_guard_covers_a_leading_tab_and_carriage_return() -> None:
     audit = result(account([user("u", reason="\t=cmd"), user("v", reason="\r+1"), user(f"w{BIDI}")]))
-    content = messages.audit_csv(audit)
+    content = audit_csv(audit)
     rows = list(csv.DictReader(io.StringIO(content)))
     reasons = {r["user_name"]: r["reason"] for r in rows}
     assert reasons["u"] == "'\t=cmd" and reasons["v"] == "'\r+1"
@@ -346,7 +367,7 @@ NO_CREDENTIALS = RootStatus(mfa_enabled=False, hardware=None, password_present=F
 
 
 def test_a_root_without_credentials_is_a_neutral_pass_never_a_warning() -> None:
-    message = messages.audit_message(result(account([], root=NO_CREDENTIALS)))
+    message = audit_message(result(account([], root=NO_CREDENTIALS)))
     text = all_text(message)
     assert "Root user: no credentials (no password, no access keys): cannot sign in" in text
     assert ":warning:" not in text and "MFA OFF" not in text
@@ -354,9 +375,9 @@ def test_a_root_without_credentials_is_a_neutral_pass_never_a_warning() -> None:
 
 def test_root_password_without_mfa_warns_and_root_keys_are_said() -> None:
     off = RootStatus(mfa_enabled=False, password_present=True, access_keys_present=False)
-    assert ":warning: *Root user: MFA OFF*" in all_text(messages.audit_message(result(account([], root=off))))
+    assert ":warning: *Root user: MFA OFF*" in all_text(audit_message(result(account([], root=off))))
     keys = RootStatus(mfa_enabled=True, hardware=True, password_present=True, access_keys_present=True)
-    text = all_text(messages.audit_message(result(account([], root=keys))))
+    text = all_text(audit_message(result(account([], root=keys))))
     assert ":warning: *Root user: MFA on (hardware), ROOT ACCESS KEYS PRESENT (delete them)*" in text
 
 
@@ -364,23 +385,23 @@ def test_the_context_says_how_fresh_the_findings_are() -> None:
     generated = datetime(2025, 3, 1, 6, 12, tzinfo=UTC)
     fresh = account([], report_generated_at=generated, fresh_through=datetime(2025, 3, 1, 8, 59, tzinfo=UTC))
     assert "fresh through 08:59 UTC (report of 06:12 UTC + CloudTrail)" in all_text(
-        messages.audit_message(result(fresh))
+        audit_message(result(fresh))
     )
     stale = account([], report_generated_at=generated, fresh_through=generated, cloudtrail_error="AccessDenied")
     assert "report of 06:12 UTC; CloudTrail not readable (AccessDenied)" in all_text(
-        messages.audit_message(result(stale))
+        audit_message(result(stale))
     )
 
 
 def test_exempt_and_grace_are_shown_as_accepted_risk() -> None:
-    text = all_text(messages.audit_message(result(account([user("y", "exempt"), user("z", "grace")]))))
+    text = all_text(audit_message(result(account([user("y", "exempt"), user("z", "grace")]))))
     assert "Exempt (accepted risk, not compliant) (1)" in text
     assert "In grace period (accepted risk, not compliant) (1)" in text
 
 
 def test_a_key_only_violation_is_titled_for_access_keys() -> None:
     key_only = user("ci", console_access=False, reason="access key 1 active, never used; no console password")
-    text = all_text(messages.audit_message(result(account([key_only]))))
+    text = all_text(audit_message(result(account([key_only]))))
     assert "Violations: console password or access key, no MFA (1)" in text
 
 
@@ -391,36 +412,45 @@ def _dm_text(blocks: list) -> str:
     return json.dumps([b if isinstance(b, dict) else b.to_dict() for b in blocks], ensure_ascii=False)
 
 
+def _rechecked(sent: list[dict], *names: str) -> list[dict]:
+    """The DM `sent` after a re-check found each of `names` fixed (as bot.recheck updates it)."""
+    for name in names:
+        sent = dm_after_recheck(sent, user_value(ACCOUNT, name), recheck_thanks(name, f"acme ({ACCOUNT})"))
+    return sent
+
+
 def test_every_iam_user_fixed_turns_the_dm_into_a_short_thank_you() -> None:
-    message = messages.dm_after_fix("U0BOB0001", [user("bob"), user("bob2")], [], {ACCOUNT: "acme"})
-    text = _dm_text(message.blocks)
-    assert message.text == "Thank you: MFA is on" and "*Thank you!*" in text
-    assert "`bob` in acme (123456789012): MFA is on" in text and "`bob2`" in text
+    sent = nudge_dm("U0BOB0001", [user("bob"), user("bob2")], {ACCOUNT: "acme"}).blocks_json()
+    blocks = _rechecked(sent, "bob", "bob2")
+    text = _dm_text(blocks)
+    assert blocks[0]["text"]["text"] == "Thank you: MFA is on" and "*Thank you!*" in text
+    assert "`bob` in acme (123456789012) is fixed" in text and "`bob2`" in text
     assert "Please turn on" not in text and "no MFA device" not in text and "aws iam" not in text
-    assert '"action_id": "recheck"' not in text and len(message.blocks) == 2
+    assert '"action_id": "recheck"' not in text and len(blocks) == 2
 
 
 def test_partly_fixed_says_which_are_done_and_asks_only_for_the_rest() -> None:
-    message = messages.dm_after_fix("U0BOB0001", [user("bob")], [user("bob2")], {ACCOUNT: "acme"})
-    text = _dm_text(message.blocks)
+    sent = nudge_dm("U0BOB0001", [user("bob"), user("bob2")], {ACCOUNT: "acme"}).blocks_json()
+    blocks = _rechecked(sent, "bob")
+    text = _dm_text(blocks)
     assert "Almost there: MFA still needed for 1 IAM user" in text
     assert "thank you: `bob` is done" in text and "Still needed: an MFA device for `bob2`" in text
     assert "Please turn on" not in text and "has no MFA device" not in text
-    buttons = [b.to_dict()["accessory"]["value"] for b in message.blocks if getattr(b, "accessory", None)]
-    assert buttons == [f"{ACCOUNT}:bob2"]
+    buttons = [b["accessory"]["value"] for b in blocks if b.get("accessory")]
+    assert buttons == [user_value(ACCOUNT, "bob2")]
     assert "aws iam enable-mfa-device --user-name bob2" in text and "--user-name bob " not in text
 
 
 def test_the_dm_as_slack_holds_it_is_updated_row_by_row_then_becomes_a_thank_you() -> None:
-    sent = messages.nudge_dm("U0BOB0001", [user("bob"), user("bob2")], {ACCOUNT: "acme"}).blocks_json()
+    sent = nudge_dm("U0BOB0001", [user("bob"), user("bob2")], {ACCOUNT: "acme"}).blocks_json()
     assert "Please turn on MFA" in _dm_text(sent)
-    once = messages.dm_after_recheck(sent, f"{ACCOUNT}:bob", messages.recheck_thanks("bob", "acme"))
+    once = dm_after_recheck(sent, f"{ACCOUNT}:bob", recheck_thanks("bob", "acme"))
     text = _dm_text(once)
     assert "Almost there: MFA still needed for 1 IAM user" in text and "Please turn on" not in text
     assert "Hi <@U0BOB0001>, thank you: `bob` is done" in text and "for `bob2`" in text
     assert "these 2 IAM users" not in text and "*Thank you!* `bob` in acme" in text
     assert [b["accessory"]["value"] for b in once if b.get("accessory")] == [f"{ACCOUNT}:bob2"]
-    twice = messages.dm_after_recheck(once, f"{ACCOUNT}:bob2", messages.recheck_thanks("bob2", "acme"))
+    twice = dm_after_recheck(once, f"{ACCOUNT}:bob2", recheck_thanks("bob2", "acme"))
     text = _dm_text(twice)
     assert twice[0]["text"]["text"] == "Thank you: MFA is on"
     assert "`bob` in acme" in text and "`bob2` in acme" in text and "nothing left to do" in text
@@ -429,7 +459,7 @@ def test_the_dm_as_slack_holds_it_is_updated_row_by_row_then_becomes_a_thank_you
 
 def test_a_key_only_user_gets_cli_mfa_steps_and_no_console_request() -> None:
     ci = user("ci", console_access=False)
-    message = messages.nudge_dm("U0CI00001", [ci], {ACCOUNT: "acme"})
+    message = nudge_dm("U0CI00001", [ci], {ACCOUNT: "acme"})
     text = _dm_text(message.blocks)
     assert "Please turn on MFA for your AWS IAM user" in text and "console sign-in" not in text
     assert "has an active access key but no MFA device" in text
@@ -437,12 +467,12 @@ def test_a_key_only_user_gets_cli_mfa_steps_and_no_console_request() -> None:
     assert "move it to an IAM role" in text
     assert "*In the AWS console*" not in text and "Sign-in URL" not in text
     assert message.text == "Your AWS access key needs MFA"
-    mixed = _dm_text(messages.nudge_dm("U1", [ci, user("bob")], {}).blocks)
+    mixed = _dm_text(nudge_dm("U1", [ci, user("bob")], {}).blocks)
     assert "console or have an active access key" in mixed and "*In the AWS console*" in mixed
 
 
 def test_mfa_check_me_for_a_key_only_user_shows_the_key_steps() -> None:
     ci = user("ci", console_access=False, reason="access key 1 active, never used; no console password")
-    text = all_text(messages.personal_message([ci], result(account([ci]))))
+    text = all_text(personal_message([ci], result(account([ci]))))
     assert "active access key *without MFA*" in text and "console password *without MFA*" not in text
     assert "aws sts get-session-token" in text and "*In the AWS console*" not in text

@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 from slack_sdk.web import WebClient
 
-from bot import messages
 from bot.digest import post_scheduled_digest
+from bot.messages.nudging import nudge_batch_done_text
+from bot.messages.personal import nudge_dm
 from bot.models import arn_user
 from bot.nudges import INTERRUPTED, Nudger, NudgeWorker, targets_from_arns
 from bot.pacing import DOCUMENTED_RATES, PER_CHANNEL, PacedSlack
@@ -36,11 +37,11 @@ def dm_text(record) -> str:
 
 def test_the_dm_has_sign_in_url_console_and_cli_steps_permission_and_a_recheck_per_iam_user() -> None:
     users = targets_from_arns([arn("bob"), arn("bob", OTHER_ACCOUNT)])
-    message = messages.nudge_dm("U0BOB0001", users, {ACCOUNT: "acme"}, requested_by=ADMIN)
+    message = nudge_dm("U0BOB0001", users, {ACCOUNT: "acme"}, requested_by=ADMIN)
     text = json.dumps([b.to_dict() for b in message.blocks], ensure_ascii=False)
     assert "https://acme.signin.aws.amazon.com/console" in text  # alias
     assert f"https://{OTHER_ACCOUNT}.signin.aws.amazon.com/console" in text  # no alias known: the id
-    assert "*IAM* → *Users* → your user → *Security credentials*" in text and "*Assign MFA device*" in text
+    assert "your name (top right) → *Security credentials*" in text and "*Assign MFA device*" in text
     assert "authenticator app" in text and "security key" in text and "hardware TOTP" in text
     assert "two consecutive codes" in text
     for command in ("aws iam create-virtual-mfa-device", "aws iam enable-mfa-device", "aws iam list-mfa-devices"):
@@ -57,7 +58,7 @@ def test_the_dm_has_sign_in_url_console_and_cli_steps_permission_and_a_recheck_p
 
 def test_a_dm_for_many_iam_users_stays_within_slack_limits() -> None:
     users = targets_from_arns([arn(f"u{i}") for i in range(60)])
-    message = messages.nudge_dm("U1", users, {})
+    message = nudge_dm("U1", users, {})
     dicts = [b.to_dict() for b in message.blocks]
     assert len(dicts) <= 50
     assert all(len(d.get("text", {}).get("text", "")) <= 3000 for d in dicts)
@@ -341,7 +342,7 @@ def test_an_unreadable_answer_to_the_post_is_recorded_never_a_silently_wedged_wi
 
 
 def test_a_resumed_nudge_all_item_in_flight_counts_as_delivery_unknown_in_the_summary() -> None:
-    assert messages.nudge_batch_done_text(2, 1, 0, 1) == (
+    assert nudge_batch_done_text(2, 1, 0, 1) == (
         "Nudge all finished: 2 sent, 1 skipped (cooldown), 0 failed, 1 delivery unknown."
     )
 
@@ -361,5 +362,5 @@ def test_a_key_only_violator_is_dmed_cli_mfa_steps_not_a_console_request() -> No
     (ci,) = targets_from_arns([arn("ci")], key_only={arn("ci")})
     (bob,) = targets_from_arns([arn("bob")], key_only={arn("ci")})
     assert (ci.console_access, bob.console_access) == (False, True)
-    text = json.dumps([b.to_dict() for b in messages.nudge_dm("U1", [ci], {}).blocks])
+    text = json.dumps([b.to_dict() for b in nudge_dm("U1", [ci], {}).blocks])
     assert "aws sts get-session-token" in text and "console sign-in" not in text

@@ -18,9 +18,49 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock, HeaderBlock, SectionBlock
 
-from bot import commands, messages
+from bot import commands
+from bot.buttons import user_value
 from bot.digest import build_view
 from bot.escalation import Overdue
+from bot.messages.audit import (
+    account_title,
+    audit_csv,
+    audit_message,
+    exempt_line,
+    fallback_text,
+    grace_line,
+    usage_for,
+    usage_message,
+    user_detail_message,
+    violation_line,
+)
+from bot.messages.blocks import Message, text_message
+from bot.messages.digest import DigestRow, RowState, digest_parts, digest_row_block, escalation_parts
+from bot.messages.nudging import (
+    nudge_all_queued_text,
+    nudge_batch_done_text,
+    nudge_failed_text,
+    nudge_sent_text,
+    nudge_skipped_text,
+)
+from bot.messages.personal import (
+    dm_after_recheck,
+    fix_steps_blocks,
+    not_found_message,
+    nudge_dm,
+    personal_message,
+    recheck_missing,
+    recheck_thanks,
+)
+from bot.messages.text import (
+    MAX_BLOCKS,
+    MAX_BUTTON_VALUE,
+    MAX_FALLBACK_CHARS,
+    MAX_FIELD_CHARS,
+    MAX_HEADER_CHARS,
+    MAX_LINE_CHARS,
+    MAX_SECTION_CHARS,
+)
 from bot.models import AccountFindings, AuditResult, MfaDevice, RootStatus, UserFinding
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -137,26 +177,26 @@ def assert_safe_text(text: str) -> None:
         assert form not in data_only, text
 
 
-def assert_slack_message(message: messages.Message, data_text: bool = True) -> None:
+def assert_slack_message(message: Message, data_text: bool = True) -> None:
     """Slack's limits, validated by slack_sdk and by the project's own counts; safe text throughout."""
-    assert len(message.blocks) <= messages.MAX_BLOCKS
-    assert len(message.text) <= messages.MAX_FALLBACK_CHARS
+    assert len(message.blocks) <= MAX_BLOCKS
+    assert len(message.text) <= MAX_FALLBACK_CHARS
     for block in message.blocks:
         block.validate_json()
         if isinstance(block, SectionBlock):
             assert block.text is not None or block.fields
             if block.text is not None:
-                assert 0 < len(block.text.text) <= messages.MAX_SECTION_CHARS
+                assert 0 < len(block.text.text) <= MAX_SECTION_CHARS
             assert len(block.fields or []) <= 10
-            assert all(0 < len(f.text) <= messages.MAX_FIELD_CHARS for f in block.fields or [])
+            assert all(0 < len(f.text) <= MAX_FIELD_CHARS for f in block.fields or [])
             if isinstance(block.accessory, ButtonElement):
-                assert len(block.accessory.value or "") <= messages.MAX_BUTTON_VALUE
+                assert len(block.accessory.value or "") <= MAX_BUTTON_VALUE
         if isinstance(block, HeaderBlock):
-            assert 0 < len(block.text.text) <= messages.MAX_HEADER_CHARS
+            assert 0 < len(block.text.text) <= MAX_HEADER_CHARS
         if isinstance(block, ContextBlock):
             assert 0 < len(block.elements) <= 10
         if isinstance(block, ActionsBlock):
-            assert all(len(e.value or "") <= messages.MAX_BUTTON_VALUE for e in block.elements)
+            assert all(len(e.value or "") <= MAX_BUTTON_VALUE for e in block.elements)
     payload = json.loads(json.dumps(message.blocks_json()))
     for text in shown_strings(payload, plain=True):
         assert not BIDI.search(text), text
@@ -180,8 +220,8 @@ def test_the_parser_answers_any_text_with_a_command_or_a_usage(text: str) -> Non
     assert isinstance(command, commands.Command)
     for is_admin in (True, False):
         if isinstance(command, commands.Usage):
-            assert_slack_message(messages.usage_for(command, is_admin))
-        assert_slack_message(messages.usage_message(is_admin))
+            assert_slack_message(usage_for(command, is_admin))
+        assert_slack_message(usage_message(is_admin))
 
 
 @PROPERTY
@@ -191,50 +231,51 @@ def test_the_parser_takes_anything_after_a_verb(text: str) -> None:
         command = commands.parse(f"{verb} {text}")
         assert isinstance(command, commands.Command)
         if isinstance(command, commands.Usage):
-            assert_slack_message(messages.usage_for(command, True))
+            assert_slack_message(usage_for(command, True))
 
 
 @PROPERTY
 @given(audits)
 def test_the_audit_renderers_hold_for_any_audit(audit: AuditResult) -> None:
-    message = messages.audit_message(audit)
+    message = audit_message(audit)
     assert_slack_message(message)
-    assert_safe_text(messages.fallback_text(audit))
-    assert_safe_csv(messages.audit_csv(audit))
+    assert_safe_text(fallback_text(audit))
+    assert_safe_csv(audit_csv(audit))
     if message.file is not None:
         assert_safe_csv(message.file.content)
     users = [u for a in audit.accounts for u in a.users]
-    assert_slack_message(messages.personal_message(users, audit))
-    assert_slack_message(messages.not_found_message(audit, "U0BOB0001"))
-    assert_slack_message(messages.user_detail_message(users, audit))
+    assert_slack_message(personal_message(users, audit))
+    assert_slack_message(not_found_message(audit, "U0BOB0001"))
+    assert_slack_message(user_detail_message(users, audit))
     for account in audit.accounts:
-        title = messages.account_title(account)  # plain_text: only the length and bidi matter
-        assert 0 < len(title) <= messages.MAX_HEADER_CHARS and not BIDI.search(title)
+        title = account_title(account)  # plain_text: only the length and bidi matter
+        assert 0 < len(title) <= MAX_HEADER_CHARS and not BIDI.search(title)
     for user in users:
         for line in (
-            messages.violation_line(user, NOW),
-            messages.exempt_line(user, NOW),
-            messages.grace_line(user, NOW),
+            violation_line(user, NOW),
+            exempt_line(user, NOW),
+            grace_line(user, NOW),
         ):
-            assert len(line) <= messages.MAX_LINE_CHARS
+            assert len(line) <= MAX_LINE_CHARS
             assert_safe_text(line)
-        for block in messages.fix_steps_blocks(user, user.tags.get("alias")):
-            assert_slack_message(messages.Message(text="steps", blocks=[block]))
-    assert_slack_message(messages.Message(text="rows", blocks=list(messages.violation_row_blocks(users[:40], NOW))))
+        for block in fix_steps_blocks(user, user.tags.get("alias")):
+            assert_slack_message(Message(text="steps", blocks=[block]))
+    rows = [DigestRow(u.arn, u.account_id, u.account_id, u.user_name, u.slack_user_id, 3) for u in users[:40]]
+    assert_slack_message(Message(text="rows", blocks=[digest_row_block(row) for row in rows]))
 
 
 @PROPERTY
 @given(st.lists(findings(), max_size=30), st.dictionaries(account_ids, st.one_of(st.none(), texts)), slack_ids)
 def test_the_nudge_dm_holds_for_any_iam_users(users: list[UserFinding], aliases: dict, requested_by: Any) -> None:
     person = "U0BOB0001"
-    dm = messages.nudge_dm(person, users, aliases, requested_by if isinstance(requested_by, str) else None)
+    dm = nudge_dm(person, users, aliases, requested_by if isinstance(requested_by, str) else None)
     assert_slack_message(dm)
     for user in users[:3]:
-        value = messages.user_value(user)
-        thanks = messages.recheck_thanks(user.user_name, user.account_id)
+        value = user_value(user.account_id, user.user_name)
+        thanks = recheck_thanks(user.user_name, user.account_id)
         assert_safe_text(thanks)
-        updated = messages.dm_after_recheck(dm.blocks_json(), value, thanks)
-        assert len(updated) <= messages.MAX_BLOCKS
+        updated = dm_after_recheck(dm.blocks_json(), value, thanks)
+        assert len(updated) <= MAX_BLOCKS
         for text in shown_strings(updated):
             assert_safe_text(text)
 
@@ -247,17 +288,17 @@ def test_the_answers_about_nudges_and_rechecks_hold(
     person = "U0ERIN001"
     by = by if isinstance(by, str) else ""
     answers = [
-        messages.recheck_thanks(name, account),
-        messages.recheck_missing(name, account, "no MFA device is enabled, and it has a console password."),
-        messages.nudge_sent_text(person, pairs),
-        messages.nudge_skipped_text(person, error[:40], by, 24),
-        messages.nudge_failed_text(person, error),
-        messages.nudge_all_queued_text(3, 4, [f"{n} ({a})" for n, a in pairs], 1.2),
-        messages.nudge_batch_done_text(1, 2, 3),
+        recheck_thanks(name, account),
+        recheck_missing(name, account, "no MFA device is enabled, and it has a console password."),
+        nudge_sent_text(person, pairs),
+        nudge_skipped_text(person, error[:40], by, 24),
+        nudge_failed_text(person, error),
+        nudge_all_queued_text(3, 4, [f"{n} ({a})" for n, a in pairs], 1.2),
+        nudge_batch_done_text(1, 2, 3),
     ]
     for text in answers:
         assert_safe_text(text)
-        assert_slack_message(messages.text_message(text))
+        assert_slack_message(text_message(text))
 
 
 @PROPERTY
@@ -271,12 +312,12 @@ def test_the_digest_and_escalations_hold_for_any_audit(audit: AuditResult) -> No
     ]
     view = build_view(audit, first_seen, NOW, "UTC", overdue=overdue, overdue_after_days=7)
     states = {
-        r.arn: messages.RowState(
+        r.arn: RowState(
             nudges=i, nudged_by="U0ADMIN01", nudged_at="09:00", fixed_at="10:00" if i % 2 else None
         )
         for i, r in enumerate(view.rows)
     }
-    for part in messages.digest_parts(view, states):
-        assert_slack_message(messages.Message(text=part.text, blocks=part.blocks))
-    for part in messages.escalation_parts(view.overdue, 7, "2026-11-27"):
-        assert_slack_message(messages.Message(text=part.text, blocks=part.blocks))
+    for part in digest_parts(view, states):
+        assert_slack_message(Message(text=part.text, blocks=part.blocks))
+    for part in escalation_parts(view.overdue, 7, "2026-11-27"):
+        assert_slack_message(Message(text=part.text, blocks=part.blocks))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import messages
+from bot.buttons import parse_nudge_all_value
 from bot.config import Config
 from bot.digest import (
     Desk,
@@ -26,6 +26,7 @@ from bot.digest import (
     post_scheduled_digest,
     scoped_result,
 )
+from bot.messages.digest import digest_parts
 from bot.nudges import Nudger
 from bot.pacing import PacedSlack
 from bot.service import UNKNOWN_ACCOUNT, failed_account
@@ -72,11 +73,11 @@ def test_an_account_channel_shows_its_accounts_only_and_a_missing_or_failed_one_
     view = build_view(scoped_result(found, [OTHER_ACCOUNT]), {}, NOW, "UTC", scope=[OTHER_ACCOUNT])
     assert view.title == f"MFA digest · acme-prod ({OTHER_ACCOUNT}) · Fri 27 Nov 2026"
     assert [r.user_name for r in view.rows] == ["eve"] and view.scope == (OTHER_ACCOUNT,)
-    lead = [b.to_dict() for b in messages.digest_parts(view)[0].blocks]
+    lead = [b.to_dict() for b in digest_parts(view)[0].blocks]
     values = [e["value"] for b in lead if b["type"] == "actions" for e in b["elements"]]
     assert values == [f"accounts:{OTHER_ACCOUNT}"]  # its Nudge all nudges its own account only
-    assert messages.parse_nudge_all_value(values[0]) == (OTHER_ACCOUNT,)
-    assert messages.parse_nudge_all_value("all") is None
+    assert parse_nudge_all_value(values[0]) == (OTHER_ACCOUNT,)
+    assert parse_nudge_all_value("all") is None
 
     # an account the run did not audit at all, or the whole run failing: an error, never clean
     missing = build_view(scoped_result(found, ["999999999999"]), {}, NOW, "UTC", scope=["999999999999"])
@@ -87,7 +88,7 @@ def test_an_account_channel_shows_its_accounts_only_and_a_missing_or_failed_one_
     )
     broken = result(failed_account(UNKNOWN_ACCOUNT, "AccessDenied: organizations:ListAccounts was denied"))
     view = build_view(scoped_result(broken, [ACCOUNT]), {}, NOW, "UTC", scope=[ACCOUNT])
-    (part,) = messages.digest_parts(view)
+    (part,) = digest_parts(view)
     text = json.dumps([b.to_dict() for b in part.blocks])
     assert f"{ACCOUNT} could not be audited" in text and "organizations:ListAccounts" in text
     assert "All clear" not in text and "could NOT be audited" in part.text

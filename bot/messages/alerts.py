@@ -15,16 +15,10 @@ from dataclasses import dataclass
 
 from slack_sdk.models.blocks import Block, ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
 
+from bot import buttons
 from bot.events import IamEvent
-from bot.messages import (
-    MAX_BUTTON_TEXT,
-    MAX_SECTION_CHARS,
-    NUDGE_ACTION,
-    Message,
-    code,
-    escape,
-    truncate,
-)
+from bot.messages.blocks import Message
+from bot.messages.text import MAX_BUTTON_TEXT, MAX_SECTION_CHARS, code, escape, truncate
 
 DM_OUTCOMES = {
     "sent": "DM sent with the set-up steps",
@@ -51,7 +45,7 @@ class AlertSubject:
 
     @property
     def button_value(self) -> str:
-        return f"{self.account_id}:{self.user_name}"
+        return buttons.user_value(self.account_id, self.user_name)
 
 
 def _by(event: IamEvent) -> str:
@@ -59,7 +53,9 @@ def _by(event: IamEvent) -> str:
 
 
 def _nudge_button(subject: AlertSubject) -> ButtonElement:
-    return ButtonElement(text=truncate("Nudge", MAX_BUTTON_TEXT), action_id=NUDGE_ACTION, value=subject.button_value)
+    return ButtonElement(
+        text=truncate("Nudge", MAX_BUTTON_TEXT), action_id=buttons.NUDGE_ACTION, value=subject.button_value
+    )
 
 
 def _message(text: str, headline: str, context: str, button: ButtonElement | None) -> Message:
