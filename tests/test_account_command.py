@@ -17,6 +17,7 @@ from tests.fixtures_aws import org_config
 from tests.fixtures_slack import ServedApp, served_production
 from tests.iam_proxy import IamProxy
 from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, action_body, post, sign
+from tests.store_rows import stored_scans
 
 
 def text_of(payload: dict) -> str:
@@ -42,7 +43,7 @@ def org_bot(
 def scanned(bot: ServedApp) -> list[str]:
     store = bot.services.store
     assert store is not None
-    return sorted(scan.account_id for scan in store.scans())
+    return sorted(scan.account_id for scan in stored_scans(store))
 
 
 def test_one_account_by_id_then_by_alias_audited_and_recorded_alone(
@@ -81,7 +82,7 @@ def test_an_account_that_cannot_be_read_is_an_error_never_clean(
     assert "*Violations:*" not in text and final["text"].endswith("could NOT be completed: the result is unknown")
     store = org_bot.services.store
     assert store is not None
-    assert [(s.account_id, bool(s.error)) for s in store.scans()] == [(sandbox, True)]
+    assert [(s.account_id, bool(s.error)) for s in stored_scans(store)] == [(sandbox, True)]
 
 
 @pytest.mark.parametrize("wanted", ["nosuch-acct", "999999999999"])

@@ -29,6 +29,7 @@ from bot.identity import IdentityChain, Roles, SlackDirectory
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
 from bot.slack import make_web_client
 from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, command_body, get, post, sign
+from tests.store_rows import stored_scans
 
 if TYPE_CHECKING:
     from tests.fixtures_slack import ServedApp
@@ -67,7 +68,7 @@ def test_admin_audit_is_acked_then_replaced_by_the_result(served_app: ServedApp)
     assert not served_app.standin.calls("files.getUploadURLExternal")  # everything fit
     assert not served_app.standin.calls("users.lookupByEmail")
     store = served_app.services.store
-    assert store is not None and store.scans()  # the audit is kept as history
+    assert store is not None and stored_scans(store)  # the audit is kept as history
 
 
 def test_a_second_audit_names_the_account_while_it_runs(served_app: ServedApp) -> None:

@@ -255,6 +255,7 @@ def test_check_honours_a_stored_exemption_and_records_its_scan_with_the_store_op
     from datetime import UTC, datetime, timedelta
 
     from bot.store import Store
+    from tests.store_rows import stored_scans
 
     url = f"sqlite:///{tmp_path}/bot.db"
     now = datetime.now(UTC)
@@ -266,7 +267,7 @@ def test_check_honours_a_stored_exemption_and_records_its_scan_with_the_store_op
     statuses = {u["user_name"]: u["status"] for u in json.loads(done.stdout)["accounts"][0]["users"]}
     assert statuses["bob"] == "exempt" and statuses["erin"] == "violation"
     with Store.open(url) as store:
-        assert len(store.scans()) == 1
+        assert len(stored_scans(store)) == 1
 
 
 def test_check_with_a_store_that_cannot_open_is_one_line_and_exit_2(demo_account, iam_proxy, aws_env, tmp_path):

@@ -19,6 +19,7 @@ from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
 from bot.service import record_result
 from tests.fixtures_slack import served_production
 from tests.slack_standin import ADMIN, NOBODY, home_opened
+from tests.store_rows import stored_scans
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -169,12 +170,12 @@ def test_homes_opened_lately_are_published_again_after_each_audit(home_app: Serv
     open_home(home_app, ADMIN)
     store = home_app.services.store
     assert store is not None
-    scans = len(store.scans())
+    scans = len(stored_scans(store))
 
     _, url = home_app.command("")  # /mfa-check: the same recorded audit
     home_app.final(url)
 
-    assert len(store.scans()) == scans + 1
+    assert len(stored_scans(store)) == scans + 1
     next_view(home_app, BOB, after=1)
     next_view(home_app, ADMIN, after=1)
     assert not publishes(home_app, ALICE)  # never opened: nothing pushed
@@ -190,14 +191,14 @@ def test_run_audit_now_audits_for_an_admin_and_is_refused_and_recorded_for_anyon
     assert home_app.home_click(HOME_AUDIT_ACTION, "audit", NOBODY).status == 200
     refused = view_with(home_app, NOBODY, "Only MFA-bot admins")
     assert "bob" not in text_of(refused)
-    assert store.scans() == [] and iam_proxy.total_calls == 0
+    assert stored_scans(store) == [] and iam_proxy.total_calls == 0
     assert [(a.actor, a.outcome) for a in store.actions(action=f"refused:{HOME_AUDIT_ACTION}")] == [(NOBODY, "refused")]
 
     assert home_app.home_click(HOME_AUDIT_ACTION, "audit", ADMIN).status == 200
     done = view_with(home_app, ADMIN, "Audit finished")
     assert "3 violations in 1 account(s)." in text_of(done)
     assert "*acme-demo (123456789012)* · 3 violations" in text_of(done)
-    assert len(store.scans()) == 1
+    assert len(stored_scans(store)) == 1
 
 
 def test_post_digest_now_goes_through_mfa_check_digest(home_app: ServedApp) -> None:

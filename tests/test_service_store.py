@@ -9,6 +9,7 @@ from bot import service
 from bot.config import Config
 from bot.demo import demo_client
 from bot.snapshot import account_from_json
+from tests.store_rows import stored_scans
 
 
 def config_for(proxy_url: str) -> Config:
@@ -38,7 +39,7 @@ def test_episodes_open_close_and_survive_a_failed_scan(demo_account, iam_proxy, 
     assert {e.user_name for e in store.open_episodes()} == {"erin", "ivan"}  # nobody marked fixed
     (kept,) = store.snapshots()  # the last good audit's findings stay, for the App Home
     assert account_from_json(kept.findings).by_status("violation") == second.accounts[0].by_status("violation")
-    scans = store.scans(limit=10)
+    scans = stored_scans(store)
     assert [s.error is not None for s in scans] == [True, False, False]
     assert (scans[1].violation, scans[2].violation) == (2, 3)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +39,42 @@ def utc(value: datetime) -> datetime:
 def upsert(conn: Connection, table: sa.Table) -> Any:
     """INSERT with ON CONFLICT support: the only place the two dialects differ."""
     return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+def lease_expired(lease_until: sa.ColumnElement[Any], now: datetime) -> sa.ColumnElement[bool]:
+    """A lease nobody holds at `now`: never set, released, or run out."""
+    return sa.or_(lease_until.is_(None), lease_until <= now)
+
+
+def lease_free(
+    done: sa.ColumnElement[Any], lease_until: sa.ColumnElement[Any], now: datetime
+) -> sa.ColumnElement[bool]:
+    """A claim anyone may take at `now`: not finished (`done` is NULL) and its lease expired."""
+    return sa.and_(done.is_(None), lease_expired(lease_until, now))
+
+
+def claim_row(
+    conn: Connection,
+    table: sa.Table,
+    values: Mapping[str, Any],
+    keys: Sequence[str],
+    returning: Sequence[sa.ColumnElement[Any]],
+    take_over: Mapping[str, Any] | None = None,
+    when: sa.ColumnElement[bool] | None = None,
+) -> sa.Row[Any] | None:
+    """Claim the row of `keys` in one statement the database decides (INSERT ... ON CONFLICT ... RETURNING).
+
+    Won (the `returning` columns) when the row is new, or when it exists and `when` holds (e.g.
+    `lease_free`: its holder died): then its columns become `take_over`. Without `take_over` an
+    existing row is never taken over. Lost (None): someone else holds it, or it is taken for good.
+    Of several processes claiming at once, at most one wins.
+    """
+    insert = upsert(conn, table).values(dict(values))
+    if take_over is None:
+        statement = insert.on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        statement = insert.on_conflict_do_update(index_elements=list(keys), set_=dict(take_over), where=when)
+    return conn.execute(statement.returning(*returning)).first()
 
 
 class StoreBase:

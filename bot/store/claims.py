@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from bot.store import schema as t
-from bot.store.base import CLAIM_LEASE, StoreBase, upsert, utc
+from bot.store.base import CLAIM_LEASE, StoreBase, claim_row, lease_free, upsert, utc
 from bot.store.records import Digest, EventClaim
 
 # Period keys of claims in the digests table that are not digests (one escalation per violation
@@ -53,21 +53,17 @@ class ClaimStore(StoreBase):
         d = t.digests.c
         with self._write() as conn:
             before = conn.execute(sa.select(d.holder).where(d.channel == channel, d.period_key == period_key)).first()
-            insert = upsert(conn, t.digests).values(
-                channel=channel,
-                period_key=period_key,
-                posted_by=holder,
-                claimed_at=now,
-                holder=holder,
-                lease_until=now + lease,
-                episode_id=episode_id,
+            taken = {"holder": holder, "posted_by": holder, "lease_until": now + lease}
+            row = claim_row(
+                conn,
+                t.digests,
+                {"channel": channel, "period_key": period_key, "claimed_at": now, "episode_id": episode_id, **taken},
+                keys=["channel", "period_key"],
+                returning=[d.id],
+                take_over=taken,
+                when=lease_free(d.posted_at, d.lease_until, now),
             )
-            insert = insert.on_conflict_do_update(
-                index_elements=["channel", "period_key"],
-                set_={"holder": holder, "posted_by": holder, "lease_until": now + lease},
-                where=sa.and_(d.posted_at.is_(None), sa.or_(d.lease_until.is_(None), d.lease_until <= now)),
-            )
-            won = conn.execute(insert.returning(d.id)).first() is not None
+        won = row is not None
         if won and before is not None:
             logger.warning(
                 "took over the unposted claim %s %s: the lease of %s expired", channel, period_key, before.holder
@@ -111,9 +107,7 @@ class ClaimStore(StoreBase):
         if not wanted:
             return []
         query = (
-            sa.select(t.digests)
-            .where(d.posted_at.is_(None), sa.or_(d.lease_until.is_(None), d.lease_until <= utc(now)), sa.or_(*wanted))
-            .order_by(d.id)
+            sa.select(t.digests).where(lease_free(d.posted_at, d.lease_until, utc(now)), sa.or_(*wanted)).order_by(d.id)
         )
         with self._read() as conn:
             return [Digest(**row._mapping) for row in conn.execute(query)]
@@ -218,22 +212,23 @@ class ClaimStore(StoreBase):
         c = t.event_claims.c
         lease = now + timedelta(seconds=lease_seconds)
         with self._write() as conn:
-            insert = upsert(conn, t.event_claims).values(
-                event_id=event_id,
-                account_id=account_id,
-                event_name=event_name,
-                claimed_by=owner,
-                claimed_at=now,
-                lease_until=lease,
-                attempts=1,
-                steps="",
+            taken = {"claimed_by": owner, "claimed_at": now, "lease_until": lease}
+            row = claim_row(
+                conn,
+                t.event_claims,
+                {
+                    "event_id": event_id,
+                    "account_id": account_id,
+                    "event_name": event_name,
+                    **taken,
+                    "attempts": 1,
+                    "steps": "",
+                },
+                keys=["event_id"],
+                returning=[c.attempts, c.steps],
+                take_over={**taken, "attempts": c.attempts + 1},
+                when=lease_free(c.handled_at, c.lease_until, now),
             )
-            insert = insert.on_conflict_do_update(
-                index_elements=["event_id"],
-                set_={"claimed_by": owner, "claimed_at": now, "lease_until": lease, "attempts": c.attempts + 1},
-                where=sa.and_(c.handled_at.is_(None), c.lease_until <= now),
-            )
-            row = conn.execute(insert.returning(c.attempts, c.steps)).first()
             if row is not None:
                 return EventClaim(event_id, won=True, handled=False, attempts=row.attempts, steps=_steps(row.steps))
             held = conn.execute(
@@ -293,7 +288,6 @@ class ClaimStore(StoreBase):
 
     def claim_alert(self, key: str, event_id: str, now: datetime) -> bool:
         """Claim an alert that goes once per `key`; exactly one caller ever wins."""
+        values = {"key": key, "event_id": event_id, "claimed_at": utc(now)}
         with self._write() as conn:
-            insert = upsert(conn, t.alert_claims).values(key=key, event_id=event_id, claimed_at=utc(now))
-            insert = insert.on_conflict_do_nothing(index_elements=["key"])
-            return conn.execute(insert.returning(t.alert_claims.c.key)).first() is not None
+            return claim_row(conn, t.alert_claims, values, keys=["key"], returning=[t.alert_claims.c.key]) is not None

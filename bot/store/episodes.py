@@ -49,14 +49,6 @@ class EpisodeStore(StoreBase):
                 .returning(t.scans.c.id)
             ).scalar_one()
 
-    def scans(self, account_id: str | None = None, limit: int = 50) -> list[Scan]:
-        """The latest scans, newest first (of one account, or all)."""
-        query = sa.select(t.scans).order_by(t.scans.c.started_at.desc(), t.scans.c.id.desc()).limit(limit)
-        if account_id is not None:
-            query = query.where(t.scans.c.account_id == account_id)
-        with self._read() as conn:
-            return [Scan(**row._mapping) for row in conn.execute(query)]
-
     def latest_scans(self) -> dict[str, Scan]:
         """Each account's latest scan (by started_at, then id), by account id."""
         s = t.scans.c

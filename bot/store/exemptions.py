@@ -80,11 +80,6 @@ class ExemptionStore(StoreBase):
             insert = upsert(conn, t.links).values(values)
             conn.execute(insert.on_conflict_do_update(index_elements=["arn"], set_=values))
 
-    def remove_link(self, arn: str) -> bool:
-        """Forget the link of `arn`; False if there was none."""
-        with self._write() as conn:
-            return conn.execute(t.links.delete().where(t.links.c.arn == arn)).rowcount > 0
-
     def links(self) -> dict[str, str]:
         """Every stored link: IAM user ARN -> Slack user ID."""
         with self._read() as conn:
@@ -153,9 +148,3 @@ class ExemptionStore(StoreBase):
                         row.changed_at,
                     )
         return found
-
-    def arns_for_slack_user(self, slack_user_id: str) -> list[str]:
-        """The IAM user ARNs linked to one Slack user, sorted."""
-        query = sa.select(t.links.c.arn).where(t.links.c.slack_user_id == slack_user_id).order_by(t.links.c.arn)
-        with self._read() as conn:
-            return list(conn.execute(query).scalars())

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.store import schema as t
-from bot.store.base import CLAIM_LEASE, StoreBase, upsert, utc
+from bot.store.base import CLAIM_LEASE, StoreBase, claim_row, lease_expired, lease_free, upsert, utc
 from bot.store.records import Nudge, NudgeBatch, NudgeClaim, OutboxItem
 
 # "unknown": Slack may have posted the DM but its answer was lost (timed out, unreadable): the
@@ -85,10 +85,6 @@ class NudgeStore(StoreBase):
         with self._read() as conn:
             counts.update({arn: count for arn, count in conn.execute(query)})
         return counts
-
-    def nudge_count(self, arn: str) -> int:
-        """Number of DMs actually sent about one ARN."""
-        return self.nudge_counts([arn])[arn]
 
     def last_nudge(self, slack_user_id: str, outcomes: Sequence[str] = ("sent",)) -> Nudge | None:
         """The last DM actually sent to a person (when, by whom, covering which ARNs), or None.
@@ -170,16 +166,17 @@ class NudgeStore(StoreBase):
         now = utc(now)
         w = t.nudge_windows.c
         with self._write() as conn:
-            insert = upsert(conn, t.nudge_windows).values(
-                slack_user_id=slack_user_id, claimed_at=now, claimed_by=claimed_by
+            claim = {"claimed_at": now, "claimed_by": claimed_by}
+            row = claim_row(
+                conn,
+                t.nudge_windows,
+                {"slack_user_id": slack_user_id, **claim},
+                keys=["slack_user_id"],
+                returning=[w.slack_user_id],
+                take_over=claim,
+                when=w.claimed_at <= now - cooldown,
             )
-            insert = insert.on_conflict_do_update(
-                index_elements=["slack_user_id"],
-                set_={"claimed_at": insert.excluded.claimed_at, "claimed_by": insert.excluded.claimed_by},
-                where=w.claimed_at <= now - cooldown,
-            )
-            won = conn.execute(insert.returning(w.slack_user_id)).first() is not None
-            if won:
+            if row is not None:
                 return NudgeClaim(won=True, slack_user_id=slack_user_id, claimed_at=now, claimed_by=claimed_by)
             held = conn.execute(sa.select(w.claimed_at, w.claimed_by).where(w.slack_user_id == slack_user_id)).one()
             return NudgeClaim(
@@ -249,7 +246,7 @@ class NudgeStore(StoreBase):
     def finished_batches(self, now: datetime) -> list[str]:
         """Batches whose last DM is done and whose notice nobody holds (a read: the worker's idle check)."""
         b = t.nudge_batches.c
-        free = sa.or_(b.notice_lease_until.is_(None), b.notice_lease_until <= utc(now))
+        free = lease_expired(b.notice_lease_until, utc(now))
         with self._read() as conn:
             return list(
                 conn.execute(sa.select(b.batch_id).where(self._batch_done(), free).order_by(b.created_at)).scalars()
@@ -265,7 +262,7 @@ class NudgeStore(StoreBase):
         """
         now = utc(now)
         b, o = t.nudge_batches.c, t.nudge_outbox.c
-        free = sa.or_(b.notice_lease_until.is_(None), b.notice_lease_until <= now)
+        free = lease_expired(b.notice_lease_until, now)
         with self._write() as conn:
             row = conn.execute(
                 t.nudge_batches.update()
@@ -310,7 +307,7 @@ class NudgeStore(StoreBase):
         """
         now = utc(now)
         o = t.nudge_outbox.c
-        claimable = sa.and_(o.completed_at.is_(None), sa.or_(o.lease_until.is_(None), o.lease_until <= now))
+        claimable = lease_free(o.completed_at, o.lease_until, now)
         while True:
             with self._write() as conn:
                 candidate = conn.execute(sa.select(o.id).where(claimable).order_by(o.id).limit(1)).scalar()
