@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -315,36 +316,36 @@ def judge_user(
     else:
         raise ValueError(f"no report row and no live check for {user.arn}")
     keys = row.active_keys if row is not None and policy.scope == "all" else ()
-    base = dict(
+    base = UserFinding(
         account_id=account_id,
         user_name=user.name,
         arn=user.arn,
         console_access=console,
         mfa_devices=tuple(devices),
+        status="violation",
         console_since=live.console_since if live else None,
         checked_live=live is not None,
         tags=dict(tags),
     )
     if has_mfa:
-        return UserFinding(status="compliant" if console or keys else "no_console", **base)
+        return replace(base, status="compliant" if console or keys else "no_console")
     if not console and not keys:
-        return UserFinding(status="no_console", **base)
+        return replace(base, status="no_console")
     if not console:
-        base["access_keys"] = keys
+        base = replace(base, access_keys=keys)
     exemption = _exemption(user.arn, tags, policy)
     if exemption is not None:
         reason, until, by_tag = exemption
-        return UserFinding(status="exempt", reason=reason, exempt_until=until, exempt_by_tag=by_tag, **base)
+        return replace(base, status="exempt", reason=reason, exempt_until=until, exempt_by_tag=by_tag)
     since = live.console_since if live else None
     if policy.grace_period_days > 0 and since is not None:
         grace_until = since + timedelta(days=policy.grace_period_days)
         if grace_until > policy.now:
             reason = f"new console password: grace period ends {grace_until:%Y-%m-%d}"
-            return UserFinding(status="grace", reason=reason, grace_until=grace_until, **base)
+            return replace(base, status="grace", reason=reason, grace_until=grace_until)
     if not console:
-        return UserFinding(status="violation", reason=key_only_reason(keys, policy.now, pending_virtual), **base)
-    return UserFinding(status="violation", reason=violation_reason(live, policy.now, pending_virtual), **base)
-
+        return replace(base, reason=key_only_reason(keys, policy.now, pending_virtual))
+    return replace(base, reason=violation_reason(live, policy.now, pending_virtual))
 
 def judge_account(facts: AccountFacts, policy: AuditPolicy) -> AccountFindings:
     """Turn one account's facts into findings. An account with an error has no user verdicts."""

@@ -220,7 +220,7 @@ def _scope(env: Mapping[str, str]) -> Scope:
     raw = env.get("MFA_SCOPE", "").strip().lower() or "console"
     if raw not in SCOPES:
         raise ConfigError(f"MFA_SCOPE must be console or all, got {raw[:40]!r}")
-    return raw  # type: ignore[return-value]
+    return raw
 
 
 def _digest_cron(env: Mapping[str, str]) -> str | None:

@@ -366,9 +366,8 @@ def local_iam_server() -> Iterator[str]:
     server = make_server("127.0.0.1", 0, AwsStandIn(moto_wsgi_app()), threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="local-aws", daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
     try:
-        yield f"http://{host}:{port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
         server.shutdown()
         thread.join()

@@ -92,6 +92,16 @@ def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def actor_of(identity: Mapping[str, Any]) -> str:
     """Who made the call, from CloudTrail's userIdentity: an ARN when there is one."""
     kind = _text(identity.get("type")) or "Unknown"
@@ -138,20 +148,20 @@ def parse_event(body: str | bytes) -> IamEvent:
         raise BadEvent("the event has no detail.eventName", event_id)
     if kind not in (API_CALL, SIGN_IN) or name not in EVENT_NAMES:
         raise IgnoredEvent(f"not an event the bot handles ({str(kind)[:60]} / {str(name)[:60]})", event_id)
-    identity = detail.get("userIdentity") if isinstance(detail.get("userIdentity"), dict) else {}
+    identity = _object(detail.get("userIdentity"))
     account_id = _text(envelope.get("account")) or _text(detail.get("recipientAccountId"))
     if account_id is None or not ACCOUNT_ID.match(account_id):
         raise BadEvent("the event names no 12-digit account", event_id)
-    params = detail.get("requestParameters") if isinstance(detail.get("requestParameters"), dict) else {}
+    params = _object(detail.get("requestParameters"))
     error = _text(detail.get("errorCode"))
     if name == CONSOLE_LOGIN:
         if identity.get("type") != "IAMUser":
             raise IgnoredEvent(f"a console sign-in of a {str(identity.get('type'))[:40]}, not an IAM user", event_id)
         user_name = _text(identity.get("userName"))
-        response = detail.get("responseElements") if isinstance(detail.get("responseElements"), dict) else {}
+        response = _object(detail.get("responseElements"))
         if response.get("ConsoleLogin") not in (None, "Success"):
             error = error or f"sign-in {response.get('ConsoleLogin')}"
-        extra = detail.get("additionalEventData") if isinstance(detail.get("additionalEventData"), dict) else {}
+        extra = _object(detail.get("additionalEventData"))
         if extra.get("MFAUsed") != "No":
             raise IgnoredEvent("a console sign-in with MFA (MFAUsed is not No)", event_id)
     else:
@@ -163,9 +173,9 @@ def parse_event(body: str | bytes) -> IamEvent:
             user_name = _text(identity.get("userName"))  # a user acting on themselves
     if user_name is None:
         raise BadEvent(f"{name} names no IAM user", event_id)
-    tags = params.get("tags") if isinstance(params.get("tags"), list) else []
+    tags = _array(params.get("tags"))
     added = {str(t.get("key", "")): str(t.get("value", "")) for t in tags if isinstance(t, dict)}
-    removed = params.get("tagKeys") if isinstance(params.get("tagKeys"), list) else []
+    removed = _array(params.get("tagKeys"))
     return IamEvent(
         event_id=event_id,
         name=name,

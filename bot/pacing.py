@@ -172,7 +172,7 @@ class PacedSlack:
             for method, rate in self.rates.items()
         }
         self._channels = KeyedPacer(per_channel, clock, sleep)
-        listener = weakref.WeakMethod(self.throttled)
+        listener: weakref.ReferenceType[Callable[[str, float], None]] = weakref.WeakMethod(self.throttled)
         for handler in client.retry_handlers:
             if isinstance(handler, BoundedRateLimitRetryHandler):
                 handler.listeners.append(listener)

@@ -293,7 +293,7 @@ class SlackFront:
             request = BoltRequest(
                 body=body.decode("utf-8"),
                 query=scope.get("query_string", b"").decode("latin-1"),
-                headers=headers,
+                headers={**headers},  # Bolt's type: values may be lists
                 context={SIGNATURE_VERIFIED: True},
             )
         except UnicodeDecodeError:
