@@ -83,28 +83,49 @@ def bot_env(
     }
 
 
+PORT_TAKEN = "address already in use"  # another test (xdist worker) bound the free port first
+
+
+def _start(workdir: Path, env: dict[str, str], log_path: Path) -> tuple[str, subprocess.Popen]:
+    """`python -m bot serve` on a free port, healthy; a port taken meanwhile is retried on another."""
+    for attempt in range(3):
+        port = free_port()
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve"],
+                cwd=workdir,
+                env={**env, "PORT": str(port)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process)
+            return url, process
+        except AssertionError:
+            _stop(process)
+            if attempt == 2 or PORT_TAKEN not in log_path.read_text(errors="replace").lower():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @contextmanager
 def serve_process(workdir: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """Start `python -m bot serve` on a free port; yields (URL, process, log path) once healthy."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     log_path = workdir / "bot.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            cwd=workdir,
-            env={**env, "PORT": str(port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    url, process = _start(workdir, env, log_path)
     try:
-        wait_healthy(url, process)
         yield url, process, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
