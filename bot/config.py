@@ -17,12 +17,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-from bot.models import SCOPES, Scope
+from bot.models import ACCOUNT_ID, SCOPES, Scope
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
 SECRET_SETTINGS = frozenset({"slack_bot_token", "slack_app_token", "slack_signing_secret", "aws_external_id"})
 QUEUE_HOST = re.compile(
     r"^(?:sqs(?:-fips)?\.)?(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.(?:queue\.)?amazonaws\.com(?:\.cn)?$"

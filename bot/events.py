@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.config import ACCOUNT_ID
+from bot.models import ACCOUNT_ID
 
 API_CALL = "AWS API Call via CloudTrail"
 SIGN_IN = "AWS Console Sign In via CloudTrail"

@@ -6,6 +6,7 @@ Nothing here does I/O. `bot.aws` fills the facts, `bot.audit` turns facts into f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -15,6 +16,7 @@ Status = Literal["violation", "compliant", "no_console", "exempt", "grace"]
 Scope = Literal["console", "all"]  # MFA_SCOPE: console passwords (IAM.5, CIS) or access keys too (IAM.19)
 SCOPES: tuple[Scope, ...] = ("console", "all")
 STATUSES: tuple[Status, ...] = ("violation", "exempt", "grace", "compliant", "no_console")
+ACCOUNT_ID = re.compile(r"^\d{12}$")  # an AWS account ID: twelve digits
 
 
 @dataclass(frozen=True)
