@@ -1,5 +1,6 @@
-"""Claims raced by separate PROCESSES (spawn), on SQLite and PostgreSQL: exactly one winner, also of
-the takeover of a claim whose lease expired.
+"""Claims raced by separate PROCESSES, on SQLite and PostgreSQL: exactly one winner, also of
+the takeover of a claim whose lease expired. The processes fork from a fresh forkserver that has
+imported bot.store once, not 20 fresh interpreters each importing SQLAlchemy and Alembic.
 
 `run_race` is also what benchmarks/race.py runs (20 processes x 20 rounds). The workers open
 the store on a fresh database at the same time, so concurrent first-start migrations are
@@ -56,7 +57,8 @@ def run_race(url: str, processes: int = PROCESSES, rounds: int = ROUNDS) -> dict
 
     Returns the number of winners per round: {"digest": [...], "nudge": [...], "takeover": [...]}.
     """
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["bot.store"])
     start = ctx.Barrier(processes, timeout=TIMEOUT_S)
     results = ctx.Queue()
     workers = [ctx.Process(target=_worker, args=(url, i, rounds, start, results)) for i in range(processes)]
