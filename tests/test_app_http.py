@@ -30,6 +30,7 @@ from tests.slow_clients import SlowClients, ack_times, big_body, declared_big_bo
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "serve-test-signing-secret"
 IAM_CALL_DELAY = 1.5  # about seven calls in sequence (others overlap): a ten-second audit
+pytestmark = pytest.mark.xdist_group("bot_process")  # one worker starts the module's bot process, once
 
 
 @dataclass

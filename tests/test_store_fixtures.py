@@ -20,7 +20,7 @@ def _run_links_test(pg_url: str | None) -> subprocess.CompletedProcess[str]:
     if pg_url is not None:
         env[PG_ENV] = pg_url
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist", *TWO_STORE_TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0", *TWO_STORE_TESTS],
         cwd=ROOT,
         env=env,
         capture_output=True,
