@@ -38,11 +38,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.app import build_services
 from bot.config import Config
 from bot.demo import DEMO_CREDENTIALS, demo_client
-from bot.event_queue import EventHandler, QueuePoller, sqs_client
+from bot.event_handler import EventHandler
+from bot.event_queue import QueuePoller, sqs_client
 from bot.pacing import PacedSlack
+from bot.services import build_services
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.eventbridge import body, create_queues, iam_call, queue_depth
@@ -165,8 +166,7 @@ def measure(args: argparse.Namespace, url: str) -> int:
             client = make_web_client(config)
             store = Store.open(config.database_url)
             services = build_services(config, client, store, slack=PacedSlack.scaled(client, args.slack_speed))
-            assert services.desk and services.rechecker and services.nudger
-            handler = EventHandler(services.desk, services.rechecker, services.nudger)
+            handler = EventHandler(services)
             poller = QueuePoller(handler.handle, queue_url, sqs_client(config))
             batch = messages_for(names[run_name], args.duplicates, seed=7 if run_name == "burst" else 8)
             sent_at: dict[str, float] = {}

@@ -28,6 +28,7 @@ from bot.home_tab import HomeTab
 from bot.identity import IdentityChain, Roles, SlackDirectory
 from bot.models import AccountFindings, AuditResult, MfaDevice, RootStatus, UserFinding
 from bot.service import record_result
+from bot.services import build_services
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.slack_standin import ADMIN, MEMBERS, SlackStandIn
@@ -75,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = Store.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
         config = Config(slack_bot_token="xoxb-bench", slack_api_url=standin.api_url, admin_user_ids=frozenset({ADMIN}))
         client = make_web_client(config)
-        tab = HomeTab(config, store, client, IdentityChain(SlackDirectory(client)), Roles(config.admin_user_ids))
+        services = build_services(
+            config, client, store, identity=IdentityChain(SlackDirectory(client)), roles=Roles(config.admin_user_ids)
+        )
+        tab = HomeTab(services)
         result = synthetic(args.users, args.violators, now)
 
         started = time.perf_counter()

@@ -31,12 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.digest import Desk, post_scheduled_digest
+from bot.digest import post_scheduled_digest
 from bot.identity import IdentityChain, SlackDirectory
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
 from bot.nudges import Nudger, NudgeWorker
 from bot.pacing import DOCUMENTED_RATES, PER_CHANNEL, PacedSlack
 from bot.service import record_result
+from bot.services import build_services
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.slack_standin import MEMBERS, SlackStandIn, person
@@ -97,14 +98,14 @@ def main() -> int:
                 record_result(store, result, result.generated_at, result.generated_at)
                 return result
 
-            desk = Desk.create(
+            desk = build_services(
                 config,
                 client,
                 store,
-                slack=slack,
+                slack,
+                run_audit=audit,
                 identity=IdentityChain(directory=SlackDirectory(client)),
-                fresh_audit=audit,
-                recent_audit=audit,
+                recent_seconds=0,
             )
             digest = post_scheduled_digest(desk, datetime.now(UTC))
             print(f"digest: {digest.rows} rows in {digest.messages} messages")

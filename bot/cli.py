@@ -177,15 +177,10 @@ def store_opened_meanwhile(url: str) -> Iterator[OpeningStore]:
 
 def slack_identities(config: Config):  # -> bot.identity.IdentityChain
     """The identity chain over one cached Slack directory (users.list)."""
-    from bot.identity import IdentityChain, SlackDirectory
+    from bot.identity import IdentityChain
     from bot.slack import make_web_client
 
-    return IdentityChain(
-        directory=SlackDirectory(make_web_client(config)),
-        email_domain=config.email_domain,
-        tag_slack_user_id=config.tag_slack_user_id,
-        tag_email=config.tag_email,
-    )
+    return IdentityChain.from_config(config, make_web_client(config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return serve(config)
         if command == "digest":
-            from bot.digest import post_digest_now
+            from bot.services import post_digest_now
             from bot.slack import check_tokens
 
             config.require("SLACK_BOT_TOKEN", "DIGEST_CHANNEL")

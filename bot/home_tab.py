@@ -22,17 +22,18 @@ from slack_sdk.web import WebClient
 
 from bot import home
 from bot.config import Config
-from bot.digest import overdue_rows
+from bot.digest.view import overdue_rows
 from bot.escalation import select_overdue
 from bot.home import AccountLine, AdminHome, EndingExemption, HomePage, OwnUser
 from bot.identity import IdentityChain, Roles, user_email
 from bot.models import AccountFindings, AuditResult
 from bot.report import days_without_mfa, root_text
-from bot.service import UNKNOWN_ACCOUNT, utc_now
+from bot.service import UNKNOWN_ACCOUNT
 from bot.slack import SLACK_ERRORS, slack_error
 from bot.snapshot import SnapshotError, account_from_json
 
 if TYPE_CHECKING:
+    from bot.edges import Edges
     from bot.store import Episode, Scan, Store
 
 logger = logging.getLogger(__name__)
@@ -45,21 +46,13 @@ NOTICE_SECONDS = 120.0  # an answer shown on the Home stays through the refreshe
 class HomeTab:
     """Builds and publishes Homes: `opened` (a visit), `publish` (with an answer), `refresh_recent`."""
 
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        client: WebClient,
-        identity: IdentityChain,
-        roles: Roles,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.client = client
-        self.identity = identity
-        self.roles = roles
-        self.clock = clock
+    def __init__(self, services: Edges) -> None:
+        self.config: Config = services.config
+        self.store: Store = services.store
+        self.client: WebClient = services.client
+        self.identity: IdentityChain = services.identity
+        self.roles: Roles = services.roles
+        self.clock: Callable[[], datetime] = services.clock
         self._lock = threading.Lock()
         self._kept: dict[str, tuple[datetime, datetime, AccountFindings]] = {}  # id -> saved, audited, findings
         self._notices: dict[str, tuple[float, str]] = {}  # person -> (monotonic time, text)
@@ -154,7 +147,8 @@ class HomeTab:
         lines.sort(key=lambda line: (line.error is None, line.label.lower()))
         digest = store.last_digest(config.digest_channel) if config.digest_channel else None
         digest_at = digest.posted_at if digest else None
-        new = fixed = ()
+        new: tuple[tuple[str, str], ...] = ()
+        fixed: tuple[tuple[str, str], ...] = ()
         if digest_at is not None:
             changes = store.changes_since(digest_at)
             new = tuple((e.user_name, labels.get(e.account_id, e.account_id)) for e in changes.new)

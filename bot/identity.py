@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
+from bot.config import Config
 from bot.models import AuditResult, UserFinding
 from bot.slack import SLACK_ERRORS, slack_error
 from bot.store.records import IdentityChange
@@ -107,9 +108,9 @@ class SlackDirectory:
 
 
 class _WithCaller:
-    """A directory that also knows one person's email for sure (from users.info)."""
+    """A directory that also knows one person's email for sure (from users.info); `directory` may be absent."""
 
-    def __init__(self, directory: EmailLookup, email: str | None, user_id: str) -> None:
+    def __init__(self, directory: EmailLookup | None, email: str | None, user_id: str) -> None:
         self._directory = directory
         self._email = (email or "").strip().lower()
         self._user_id = user_id
@@ -117,7 +118,7 @@ class _WithCaller:
     def user_id_for_email(self, email: str) -> str | None:
         if self._email and email.strip().lower() == self._email:
             return self._user_id
-        return self._directory.user_id_for_email(email)
+        return self._directory.user_id_for_email(email) if self._directory is not None else None
 
 
 LINKED = "link set in Slack"
@@ -171,6 +172,16 @@ class IdentityChain:
     email_domain: str | None = None
     tag_slack_user_id: str = "slack-user-id"
     tag_email: str = "email"
+
+    @classmethod
+    def from_config(cls, config: Config, client: WebClient) -> IdentityChain:
+        """The bot's chain: one cached Slack directory (users.list), EMAIL_DOMAIN and the configured tag keys."""
+        return cls(
+            directory=SlackDirectory(client),
+            email_domain=config.email_domain,
+            tag_slack_user_id=config.tag_slack_user_id,
+            tag_email=config.tag_email,
+        )
 
     def resolve(self, finding: UserFinding, links: Mapping[str, str]) -> str | None:
         """Forward: IAM user -> Slack user ID (or None)."""

@@ -36,7 +36,7 @@ from urllib.error import URLError
 
 from slack_sdk.errors import SlackApiError
 
-from bot.digest import Desk, refresh_rows
+from bot.digest.rows import refresh_rows
 from bot.messages.blocks import text_message
 from bot.messages.nudging import (
     nudge_all_queued_text,
@@ -54,6 +54,7 @@ from bot.slack import SLACK_ERRORS, make_responder, slack_error
 from bot.store import process_identity
 
 if TYPE_CHECKING:
+    from bot.edges import Edges
     from bot.store import NudgeBatch, OutboxItem
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class BatchQueued:
 class Nudger:
     """Nudges for one process: single DMs, "Nudge all" batches, and the outbox items a worker hands in."""
 
-    desk: Desk
+    services: Edges
     lease_seconds: float = LEASE_SECONDS
     wake: Callable[[], None] = lambda: None
     _dirty: set[str] = field(default_factory=set)
@@ -157,7 +158,7 @@ class Nudger:
 
     @property
     def cooldown(self) -> timedelta:
-        return timedelta(hours=self.desk.config.nudge_cooldown_hours)
+        return timedelta(hours=self.services.config.nudge_cooldown_hours)
 
     # -- one DM -----------------------------------------------------------------------------
 
@@ -165,13 +166,13 @@ class Nudger:
         self, person: str, arns: Sequence[str], requested_by: str, item: OutboxItem | None = None
     ) -> NudgeResult:
         """Claim the person's window, DM them about their still-open `arns`, record the outcome."""
-        desk, store = self.desk, self.desk.store
+        services, store = self.services, self.services.store
         open_arns = {e.arn for e in store.open_episodes()}
         arns = tuple(a for a in dict.fromkeys(arns) if a in open_arns)
         if not arns:
             return self._finish(NudgeResult("failed", person, (), error=NOTHING_LEFT), requested_by, item)
         tag = requested_by if item is None else f"{requested_by}{OUTBOX_TAG}{item.id}"
-        claim = store.claim_nudge_window(person, self.cooldown, desk.clock(), tag)
+        claim = store.claim_nudge_window(person, self.cooldown, services.clock(), tag)
         if not claim.won:
             if item is not None and claim.claimed_by == tag:
                 return self._finish(NudgeResult("unknown", person, arns, error=INTERRUPTED), requested_by, item)
@@ -182,16 +183,16 @@ class Nudger:
                 "skipped_cooldown",
                 person,
                 arns,
-                last_at=desk.when(claim.claimed_at),
+                last_at=services.when(claim.claimed_at),
                 last_by=by,
                 error=f"cooldown: last DM at {claim.claimed_at.isoformat()} by {by}"
                 + (" (delivery unknown)" if unknown else ""),
                 last_unknown=unknown,
             )
             return self._finish(result, requested_by, item)
-        message = nudge_dm(person, targets_from_arns(arns, desk.key_only), desk.aliases, requested_by)
+        message = nudge_dm(person, targets_from_arns(arns, services.key_only), services.aliases, requested_by)
         try:
-            channel, ts = desk.slack.dm(person, message.text, message.blocks)
+            channel, ts = services.slack.dm(person, message.text, message.blocks)
         except Exception as exc:  # every failure is recorded, whatever its shape
             outcome = post_outcome(exc)
             if outcome == "failed":
@@ -202,12 +203,12 @@ class Nudger:
         return self._finish(NudgeResult("sent", person, arns, channel=channel, ts=ts), requested_by, item)
 
     def _finish(self, result: NudgeResult, requested_by: str, item: OutboxItem | None) -> NudgeResult:
-        desk = self.desk
-        now = desk.clock()
+        services = self.services
+        now = services.clock()
         if item is not None:
-            desk.store.complete_nudge(item.id, result.outcome, result.error, now, result.channel, result.ts)
+            services.store.complete_nudge(item.id, result.outcome, result.error, now, result.channel, result.ts)
         elif result.arns or result.outcome != "failed":
-            desk.store.record_nudge(
+            services.store.record_nudge(
                 result.slack_user_id,
                 result.arns,
                 requested_by,
@@ -218,7 +219,7 @@ class Nudger:
                 result.ts,
             )
         detail = " ".join(result.arns) + (f" ({result.error})" if result.error else "")
-        desk.record(requested_by, "nudge", result.slack_user_id, detail, outcome=result.outcome)
+        services.record(requested_by, "nudge", result.slack_user_id, detail, outcome=result.outcome)
         if result.outcome in ("sent", "unknown"):  # the digest row shows it ("delivery unknown")
             with self._lock:
                 self._dirty.update(result.arns)
@@ -231,7 +232,7 @@ class Nudger:
         if not dirty:
             return 0
         try:
-            return refresh_rows(self.desk, dirty)
+            return refresh_rows(self.services, dirty)
         except Exception:
             logger.exception("could not update the digest rows after nudges")
             return 0
@@ -242,7 +243,7 @@ class Nudger:
         self, requested_by: str, account_id: str, user_name: str, result: AuditResult | None = None
     ) -> NudgeAnswer:
         """Nudge the person behind one IAM user (the digest's Nudge button)."""
-        result = self.desk.annotated(result or self.desk.recent_audit())
+        result = self.services.annotated(result or self.services.recent_audit())
         account = next((a for a in result.accounts if a.account_id == account_id), None)
         if account is not None and account.error:
             return NudgeAnswer("error", f":warning: {account.label} could not be audited just now: nothing was sent.")
@@ -257,15 +258,14 @@ class Nudger:
     ) -> NudgeAnswer:
         """Nudge the person behind `user`: one DM about all of their violating IAM users."""
         if not annotated:
-            result = self.desk.annotated(result)
+            result = self.services.annotated(result)
             user = next((u for u in result.violations if u.arn == user.arn), user)
         labels = {a.account_id: a.label for a in result.accounts}
         label = labels.get(user.account_id, user.account_id)
         if user.status != "violation":
             return NudgeAnswer(
                 "noop",
-                f"{code(user.user_name)} in {escape(label)} is {user.status.replace('_', ' ')}: "
-                "nothing to nudge.",
+                f"{code(user.user_name)} in {escape(label)} is {user.status.replace('_', ' ')}: nothing to nudge.",
             )
         person = user.slack_user_id
         if not person:
@@ -285,13 +285,13 @@ class Nudger:
                 person,
                 sent.last_at or "?",
                 sent.last_by or "",
-                self.desk.config.nudge_cooldown_hours,
+                self.services.config.nudge_cooldown_hours,
                 delivery_unknown=sent.last_unknown,
             )
             return NudgeAnswer("skipped_cooldown", text)
         if sent.outcome == "unknown":
             self.flush_rows()
-            hours = self.desk.config.nudge_cooldown_hours
+            hours = self.services.config.nudge_cooldown_hours
             return NudgeAnswer("unknown", nudge_unknown_text(person, sent.error or "no answer", hours))
         if sent.error == NOTHING_LEFT:
             return NudgeAnswer("noop", f"<@{person}> has no open violation left: nothing was sent.")
@@ -310,9 +310,9 @@ class Nudger:
         `notify_url` (the admin's response_url) is kept with the batch for its "finished" notice,
         which whichever process sends the last DM posts (`notify_finished`), after a restart too.
         """
-        desk = self.desk
-        result = desk.annotated(result or desk.recent_audit())
-        open_arns = {e.arn for e in desk.store.open_episodes()}
+        services = self.services
+        result = services.annotated(result or services.recent_audit())
+        open_arns = {e.arn for e in services.store.open_episodes()}
         by_person: dict[str, list[str]] = {}
         no_person = []
         for user in result.violations:
@@ -322,17 +322,19 @@ class Nudger:
                 by_person.setdefault(user.slack_user_id, []).append(user.arn)
             else:
                 no_person.append(f"{user.user_name} ({user.account_id})")
-        now = desk.clock()
+        now = services.clock()
         batch_id = f"nudge-all:{requested_by}:{now:%Y%m%dT%H%M}"
         if accounts is not None:  # a scoped batch is not the same batch as an unscoped one that minute
             batch_id += ":" + hashlib.sha256(",".join(sorted(accounts)).encode()).hexdigest()[:12]
         queued = 0
         if by_person:
-            queued = desk.store.enqueue_nudges(batch_id, by_person.items(), requested_by, now, response_url=notify_url)
-        desk.record(requested_by, "nudge_all", None, f"{batch_id}: {queued} of {len(by_person)} people queued")
+            queued = services.store.enqueue_nudges(
+                batch_id, by_person.items(), requested_by, now, response_url=notify_url
+            )
+        services.record(requested_by, "nudge_all", None, f"{batch_id}: {queued} of {len(by_person)} people queued")
         self.wake()
         users = sum(len(v) for v in by_person.values())
-        seconds = 1.0 / desk.slack.rates["chat.postMessage"].per_second  # where the adaptive rate starts
+        seconds = 1.0 / services.slack.rates["chat.postMessage"].per_second  # where the adaptive rate starts
         text = nudge_all_queued_text(queued, users, no_person, seconds)
         if by_person and not queued:
             text = "This Nudge all was already queued a moment ago: nothing more was queued."
@@ -348,9 +350,9 @@ class Nudger:
 
         The DM that finishes a batch is followed by the batch's "finished" notice.
         """
-        if not self.desk.store.pending_nudges(limit=1):  # a read: an idle worker takes no write lock
+        if not self.services.store.pending_nudges(limit=1):  # a read: an idle worker takes no write lock
             return None
-        item = self.desk.store.claim_pending_nudge(worker_id, self.desk.clock(), self.lease_seconds)
+        item = self.services.store.claim_pending_nudge(worker_id, self.services.clock(), self.lease_seconds)
         if item is None:
             return None
         result = self.deliver(item.slack_user_id, item.arns, item.requested_by, item=item)
@@ -363,18 +365,18 @@ class Nudger:
         The notice is claimed in the store first (a lease), so exactly one process sends it; a
         process that dies before sending leaves it to another. Returns how many notices went.
         """
-        store = self.desk.store
+        store = self.services.store
         try:
             if batch_ids is None:
-                batch_ids = store.finished_batches(self.desk.clock())
+                batch_ids = store.finished_batches(self.services.clock())
             told = 0
             for batch_id in batch_ids:
-                claimed = store.claim_batch_notice(batch_id, holder, self.desk.clock(), self.desk.lease)
+                claimed = store.claim_batch_notice(batch_id, holder, self.services.clock(), self.services.lease)
                 if claimed is None:
                     continue
                 batch, counts = claimed
                 if batch.response_url is None:  # nobody asked to be told (no response_url in the request)
-                    store.finish_batch_notice(batch_id, self.desk.clock())
+                    store.finish_batch_notice(batch_id, self.services.clock())
                     continue
                 text = nudge_batch_done_text(
                     counts.get("sent", 0),
@@ -383,7 +385,7 @@ class Nudger:
                     counts.get("unknown", 0),
                 )
                 told += self._tell_admin(batch, text)
-                store.finish_batch_notice(batch_id, self.desk.clock())
+                store.finish_batch_notice(batch_id, self.services.clock())
             return told
         except Exception:
             logger.exception("could not tell the admin that Nudge all finished")
@@ -391,9 +393,9 @@ class Nudger:
 
     def _tell_admin(self, batch: NudgeBatch, text: str) -> bool:
         """The notice as an ephemeral answer through the batch's response_url while it lives, else a DM."""
-        desk = self.desk
+        services = self.services
         message = text_message(text)
-        if batch.response_url and desk.clock() - batch.created_at < RESPONSE_URL_LIFETIME:
+        if batch.response_url and services.clock() - batch.created_at < RESPONSE_URL_LIFETIME:
             try:
                 answer = make_responder(batch.response_url)(
                     text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False
@@ -403,11 +405,13 @@ class Nudger:
             except Exception as exc:
                 logger.warning("the Nudge all notice could not go through its response_url (%s)", type(exc).__name__)
         try:
-            desk.slack.dm(batch.requested_by, message.text, message.blocks)
+            services.slack.dm(batch.requested_by, message.text, message.blocks)
             return True
         except SLACK_ERRORS as exc:
             logger.error("the Nudge all notice could not be sent to %s (%s)", batch.requested_by, slack_error(exc))
-            desk.record(batch.requested_by, "nudge_all", None, f"{batch.batch_id}: notice not sent", outcome="failed")
+            services.record(
+                batch.requested_by, "nudge_all", None, f"{batch.batch_id}: notice not sent", outcome="failed"
+            )
             return False
 
 

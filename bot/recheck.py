@@ -18,19 +18,21 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import aws, service
 from bot.buttons import user_value
-from bot.digest import Desk, refresh_rows
-from bot.identity import Roles
+from bot.digest.rows import refresh_rows
 from bot.messages.personal import dm_after_recheck, nudge_dm, recheck_missing, recheck_thanks
 from bot.messages.text import code, escape
 from bot.models import LiveState, violation_finding
 from bot.slack import SLACK_ERRORS, slack_error
 from bot.store import SCHEDULER, Episode
+
+if TYPE_CHECKING:
+    from bot.edges import Edges
 
 logger = logging.getLogger(__name__)
 
@@ -106,32 +108,30 @@ class Rechecker:
 
     def __init__(
         self,
-        desk: Desk,
-        roles: Roles,
+        services: Edges,
         session_factory: Callable[[], aws.AwsSession] = aws.make_session,
     ) -> None:
-        self.desk = desk
-        self.roles = roles
+        self.services = services
         self.session_factory = session_factory
 
     def _label(self, account_id: str) -> str:
-        alias = self.desk.aliases.get(account_id)
+        alias = self.services.aliases.get(account_id)
         return f"{alias} ({account_id})" if alias else account_id
 
     def _targets(self) -> tuple[aws.AwsSession, dict[str, service.AccountTarget], str]:
         base = self.session_factory()
-        targets, partition = service.account_targets(self.desk.config, base)
+        targets, partition = service.account_targets(self.services.config, base)
         return base, {t.account_id: t for t in targets}, partition
 
     def _open_episode(self, account_id: str, user_name: str) -> Episode | None:
-        return next((e for e in self.desk.store.open_episodes(account_id) if e.user_name == user_name), None)
+        return next((e for e in self.services.store.open_episodes(account_id) if e.user_name == user_name), None)
 
     def _person(self, iam: Any | None, episode: Episode) -> str | None:
         """The Slack person of an IAM user through the identity chain (a stored link, else its tags read live).
 
         Without an IAM client (the account cannot be reached) only a stored link can say.
         """
-        links = self.desk.store.links()
+        links = self.services.store.links()
         if episode.arn in links:
             return links[episode.arn]
         if iam is None:
@@ -141,10 +141,10 @@ class Rechecker:
         except (ClientError, BotoCoreError) as exc:
             logger.warning("re-check: the tags of an IAM user could not be read (%s)", aws.describe_error(exc))
             return None
-        return self.desk.identity.resolve(violation_finding(episode.arn, tags), links)
+        return self.services.identity.resolve(violation_finding(episode.arn, tags), links)
 
     def _refuse(self, clicker: str) -> RecheckAnswer:
-        self.desk.record(clicker or "unknown", "refused:recheck", None, None, outcome="refused")
+        self.services.record(clicker or "unknown", "refused:recheck", None, None, outcome="refused")
         return RecheckAnswer("refused", REFUSAL)
 
     def recheck(self, clicker: str, account_id: str, user_name: str) -> RecheckAnswer:
@@ -155,13 +155,13 @@ class Rechecker:
         the account (an unknown account is answered to its person or an admin, never before).
         Fixed: the episode is closed, the digest row and the DM (from the store) are updated.
         """
-        desk = self.desk
-        is_admin = bool(clicker) and self.roles.is_admin(clicker)
+        services = self.services
+        is_admin = bool(clicker) and self.services.roles.is_admin(clicker)
         episode = self._open_episode(account_id, user_name)
         if episode is None:
             if not is_admin:
                 return self._refuse(clicker)
-            desk.record(clicker, "recheck", f"{account_id}:{user_name}", "no open violation", outcome="noop")
+            services.record(clicker, "recheck", f"{account_id}:{user_name}", "no open violation", outcome="noop")
             text = (
                 f"No open MFA violation of {code(user_name)} in account {escape(account_id)} "
                 "is known: nothing was re-checked."
@@ -172,35 +172,35 @@ class Rechecker:
         try:
             base, targets, _ = self._targets()
             target = targets.get(account_id)
-            iam = service.iam_client(desk.config, base, target) if target is not None else None
+            iam = service.iam_client(services.config, base, target) if target is not None else None
         except (service.TargetsError, ClientError, BotoCoreError) as exc:
             error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
         if not is_admin and self._person(iam, episode) != clicker:
             return self._refuse(clicker)
         if error is None and target is None:
-            desk.record(clicker, "recheck", arn, "account not audited", outcome="error")
+            services.record(clicker, "recheck", arn, "account not audited", outcome="error")
             text = f"Account {escape(account_id)} is not audited by this bot: nothing was checked."
             return RecheckAnswer("error", text, arn)
         try:
             if error is not None:
                 raise service.TargetsError(error)
             state = aws.live_state(iam, user_name)
-            keys = keys_in_scope(iam, user_name, state, desk.config.mfa_scope)
+            keys = keys_in_scope(iam, user_name, state, services.config.mfa_scope)
             fixed, why = verdict(state, active_keys=keys)
             if not fixed:
                 fixed, why = verdict(state, pending_virtual_device(iam, user_name), keys)
         except (service.TargetsError, ClientError, BotoCoreError) as exc:
             error = str(exc) if isinstance(exc, service.TargetsError) else aws.describe_error(exc)
             logger.warning("re-check failed: %s", error)
-            desk.record(clicker, "recheck", arn, error, outcome="error")
+            services.record(clicker, "recheck", arn, error, outcome="error")
             text = f":warning: I could not check just now ({escape(error)}). Try again in a minute."
             return RecheckAnswer("error", text, arn)
         label = self._label(account_id)
         if not fixed:
-            desk.record(clicker, "recheck", arn, why, outcome="still_missing")
+            services.record(clicker, "recheck", arn, why, outcome="still_missing")
             return RecheckAnswer("still_missing", recheck_missing(user_name, label, why), arn)
-        desk.store.close_episode(arn, desk.clock())
-        desk.record(clicker, "recheck", arn, why, outcome="fixed")
+        services.store.close_episode(arn, services.clock())
+        services.record(clicker, "recheck", arn, why, outcome="fixed")
         self._refresh([arn])
         updated = self.update_dm(arn)
         return RecheckAnswer("fixed", recheck_thanks(user_name, label), arn, dm_updated=updated)
@@ -211,20 +211,20 @@ class Rechecker:
 
         Never from a button payload's blocks. False when no such DM is known or Slack refused the update.
         """
-        desk = self.desk
-        dm = desk.store.last_dm(arn)
+        services = self.services
+        dm = services.store.last_dm(arn)
         if dm is None or not dm.channel or not dm.message_ts:
             return False
         users = [violation_finding(a) for a in dm.arns]
-        message = nudge_dm(dm.slack_user_id, users, desk.aliases, dm.sent_by)
+        message = nudge_dm(dm.slack_user_id, users, services.aliases, dm.sent_by)
         blocks: list[dict] = message.blocks_json()
-        still_open = {e.arn for e in desk.store.open_episodes()}
+        still_open = {e.arn for e in services.store.open_episodes()}
         for user in users:
             if user.arn not in still_open:
                 thanks = recheck_thanks(user.user_name, self._label(user.account_id))
                 blocks = dm_after_recheck(blocks, user_value(user.account_id, user.user_name), thanks)
         try:
-            desk.slack.update(dm.channel, dm.message_ts, "Thank you: MFA is on", blocks)
+            services.slack.update(dm.channel, dm.message_ts, "Thank you: MFA is on", blocks)
         except SLACK_ERRORS as exc:
             logger.warning("could not update the DM after a re-check: %s", slack_error(exc))
             return False
@@ -232,14 +232,14 @@ class Rechecker:
 
     def _refresh(self, arns: Iterable[str]) -> None:
         try:
-            refresh_rows(self.desk, arns)
+            refresh_rows(self.services, arns)
         except Exception:
             logger.exception("could not update the digest rows after a re-check")
 
     def recheck_open(self) -> RecheckSummary:
         """The schedule: check every open episode live; close (and show in the digest) the fixed ones."""
-        desk = self.desk
-        episodes = desk.store.open_episodes()
+        services = self.services
+        episodes = services.store.open_episodes()
         if not episodes:
             return RecheckSummary()
         by_account: dict[str, list[Episode]] = {}
@@ -259,7 +259,7 @@ class Rechecker:
                 failed.append(account_id)
                 continue
             try:
-                iam = service.iam_client(desk.config, base, target)
+                iam = service.iam_client(services.config, base, target)
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("scheduled re-check of %s failed: %s", account_id, aws.describe_error(exc))
                 failed.append(account_id)
@@ -268,12 +268,12 @@ class Rechecker:
             def live(episode: Episode, iam: Any = iam) -> tuple[Episode, LiveState | None, int]:
                 try:
                     state = aws.live_state(iam, episode.user_name)
-                    return episode, state, keys_in_scope(iam, episode.user_name, state, desk.config.mfa_scope)
+                    return episode, state, keys_in_scope(iam, episode.user_name, state, services.config.mfa_scope)
                 except (ClientError, BotoCoreError) as exc:
                     logger.warning("scheduled re-check of one user failed: %s", aws.describe_error(exc))
                     return episode, None, 0
 
-            workers = max(1, min(desk.config.live_check_concurrency, len(open_here)))
+            workers = max(1, min(services.config.live_check_concurrency, len(open_here)))
             with ThreadPoolExecutor(workers, thread_name_prefix="recheck") as pool:
                 for episode, state, keys in pool.map(live, open_here):
                     if state is None:
@@ -281,18 +281,18 @@ class Rechecker:
                     checked += 1
                     if not verdict(state, active_keys=keys)[0]:
                         continue
-                    if desk.store.close_episode(episode.arn, desk.clock()) is not None:
+                    if services.store.close_episode(episode.arn, services.clock()) is not None:
                         fixed.append(episode.arn)
         if fixed:
             self._refresh(fixed)
             updated: set[tuple[str | None, str | None]] = set()
             for arn in fixed:
-                dm = desk.store.last_dm(arn)
+                dm = services.store.last_dm(arn)
                 if dm is not None and (dm.channel, dm.message_ts) not in updated:
                     updated.add((dm.channel, dm.message_ts))
                     self.update_dm(arn)
         detail = f"{checked} checked live, {len(fixed)} fixed, {len(failed)} accounts not reachable"
-        desk.record(SCHEDULER, "recheck_scheduled", None, detail, outcome="ok" if not failed else "partial")
+        services.record(SCHEDULER, "recheck_scheduled", None, detail, outcome="ok" if not failed else "partial")
         logger.info("scheduled re-check: %s", detail)
         return RecheckSummary(checked=checked, fixed=tuple(fixed), failed_accounts=tuple(failed))
 
@@ -303,4 +303,4 @@ class Rechecker:
         """
         base, targets, partition = self._targets()
         target = targets.get(account_id)
-        return None if target is None else (service.iam_client(self.desk.config, base, target), partition)
+        return None if target is None else (service.iam_client(self.services.config, base, target), partition)

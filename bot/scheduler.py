@@ -35,12 +35,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config, ConfigError
+from bot.digest import post_scheduled_digest, resume_expired
+from bot.event_queue import QueuePoller, start_events
+from bot.nudges import NudgeWorker
 from bot.service import utc_now
 
 if TYPE_CHECKING:
-    from bot.app import Services
-    from bot.event_queue import QueuePoller
-    from bot.nudges import NudgeWorker
+    from bot.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -284,27 +285,19 @@ class Background:
 
 def start_background(config: Config, services: Services) -> Background:
     """Start the scheduler (digest, re-check, prune), the nudge worker and (EVENTS_QUEUE_URL) the event poller."""
-    from bot.digest import post_scheduled_digest, resume_expired
-    from bot.nudges import NudgeWorker
-
-    desk, store = services.desk, services.store
-    jobs = ScheduledJobs()
-    worker = None
-    if desk is not None and store is not None:
-        jobs.digest = lambda fire: post_scheduled_digest(desk, fire)
-        jobs.resume = lambda fire: resume_expired(desk, fire)
-        jobs.prune = lambda: store.prune(config.retention_days, services.clock())
-        if services.rechecker is not None:
-            jobs.recheck = services.rechecker.recheck_open
-        if services.nudger is not None:
-            worker = NudgeWorker(services.nudger)
-            worker.start()
+    store = services.store
+    jobs = ScheduledJobs(
+        digest=lambda fire: post_scheduled_digest(services, fire),
+        resume=lambda fire: resume_expired(services, fire),
+        prune=lambda: store.prune(config.retention_days, services.clock()),
+        recheck=services.rechecker.recheck_open,
+    )
+    worker = NudgeWorker(services.nudger)
+    worker.start()
     scheduler = BotScheduler(config, jobs, clock=services.clock)
     scheduler.start()
     background = Background(scheduler, worker)
-    if config.events_queue_url and desk is not None and services.rechecker is not None and services.nudger is not None:
-        from bot.event_queue import start_events
-
-        background.events = start_events(config, desk, services.rechecker, services.nudger)
+    if config.events_queue_url:
+        background.events = start_events(config, services)
     atexit.register(background.stop)
     return background

@@ -26,8 +26,9 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_sdk.web import WebClient
 
-from bot.app import SIGNATURE_VERIFIED, Services, SignatureCheck, build_services, create_app
+from bot.app import SIGNATURE_VERIFIED, SignatureCheck, create_app
 from bot.config import Config, ConfigError
+from bot.services import Services, build_services
 from bot.slack import check_tokens, make_web_client
 from bot.startup import log_startup
 

@@ -182,10 +182,10 @@ def check_tokens(config: Config) -> None:
             ) from None
 
 
-Responder = Callable[..., WebhookResponse]
+Responder = Callable[..., object]  # answers a slash command or button: keyword message fields in
 
 
-def make_responder(response_url: str) -> Responder:
+def make_responder(response_url: str) -> Callable[..., WebhookResponse]:
     """Post to a slash command's response_url with the shared retry policy.
 
     Bolt's own `respond` does not retry a 429; this one does. Keyword arguments are the

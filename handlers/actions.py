@@ -13,9 +13,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.app import Services, report_failure
 from bot.buttons import NUDGE_ACTION, NUDGE_ALL_ACTION, RECHECK_ACTION, parse_nudge_all_value, parse_user_value
 from bot.messages.blocks import REFUSAL, text_message
+from bot.services import Services, report_failure
 from bot.slack import Responder, make_responder
 
 logger = logging.getLogger(__name__)
@@ -73,13 +73,13 @@ def _responder(body: Mapping[str, Any], services: Services | None = None) -> Res
     if url:
         return make_responder(str(url))
     on_home = (body.get("view") or {}).get("type") == "home"
-    if on_home and services is not None and services.home is not None and _clicker(body):
-        return services.home.responder(_clicker(body))  # type: ignore[return-value]
+    if on_home and services is not None and _clicker(body):
+        return services.home.responder(_clicker(body))
 
     def nowhere(**message: Any) -> None:
         logger.warning("no response_url in the action payload: the answer cannot be delivered")
 
-    return nowhere  # type: ignore[return-value]
+    return nowhere
 
 
 def _tell(respond: Responder, text: str) -> None:
@@ -106,20 +106,11 @@ def _admin_only(services: Services, body: Mapping[str, Any], action: str, respon
     return None
 
 
-def _nudging_admin(services: Services, body: Mapping[str, Any], action: str, respond: Responder) -> str | None:
-    """The clicker when an admin and nudges are possible (a store); otherwise say why and return None."""
-    clicker = _admin_only(services, body, action, respond)
-    if clicker is not None and services.nudger is None:
-        _tell(respond, "Nudges need the store (DATABASE_URL): nothing was sent.")
-        return None
-    return clicker
-
-
 def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
     """Nudge the person behind the clicked row, or say why not (cooldown: when and by whom)."""
     respond = _responder(body)
-    clicker = _nudging_admin(services, body, "nudge", respond)
-    if clicker is None or services.nudger is None:
+    clicker = _admin_only(services, body, "nudge", respond)
+    if clicker is None:
         return
     parsed = parse_user_value(_value(body))
     if parsed is None:
@@ -132,8 +123,8 @@ def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
 def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
     """Queue a DM for every person with violations; they go out at Slack's pace."""
     respond = _responder(body)
-    clicker = _nudging_admin(services, body, "nudge_all", respond)
-    if clicker is None or services.nudger is None:
+    clicker = _admin_only(services, body, "nudge_all", respond)
+    if clicker is None:
         return
     accounts = parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
     notify_url = str(body.get("response_url") or "") or None  # the "finished" notice goes there, kept with the batch
@@ -151,7 +142,7 @@ def run_recheck(services: Services, body: Mapping[str, Any]) -> None:
     respond = _responder(body, services)
     clicker = _clicker(body)
     parsed = parse_user_value(_value(body))
-    if services.rechecker is None or parsed is None:
+    if parsed is None:
         _tell(respond, "I cannot re-check this one: ask an admin to run `/mfa-check user NAME`.")
         return
     answer = services.rechecker.recheck(clicker, *parsed)

@@ -18,13 +18,14 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk.web import WebClient
 
 from bot import commands as grammar
-from bot.app import Services, report_failure
-from bot.identity import slack_user_exists, track_identities, user_email
+from bot.digest import post_manual_digest
+from bot.identity import slack_user_exists, user_email
 from bot.messages.audit import IdentityNote, audit_message, usage_for, usage_message, user_detail_message
 from bot.messages.blocks import CsvFile, Message, refusal_message, text_message
 from bot.messages.personal import not_found_message, personal_message
 from bot.messages.text import code, escape, truncate
 from bot.models import AuditResult, UserFinding
+from bot.services import Services, report_failure
 from bot.slack import SLACK_ERRORS, Responder, make_responder, slack_error
 
 logger = logging.getLogger(__name__)
@@ -133,19 +134,8 @@ def _auditing(services: Services, respond: Responder, asked_at: float) -> AuditR
     return services.shared_audit(asked_at)
 
 
-def _annotated(services: Services, result: AuditResult) -> AuditResult:
-    """The result with each user's Slack person; a person who changed since the last audit is noted."""
-    links = services.links()
-    if services.store is not None:
-        try:
-            track_identities(services.store, services.identity, result, links, services.clock())
-        except Exception:
-            logger.exception("could not note who the IAM users resolve to")
-    return services.identity.annotate(result, links)
-
-
 def _audit(services: Services, client: WebClient, caller: str, respond: Responder, asked_at: float) -> None:
-    result = _annotated(services, _auditing(services, respond, asked_at))
+    result = services.annotated(_auditing(services, respond, asked_at))
     message = audit_message(result)
     _answer(respond, message, replace=True)
     if message.file is not None:
@@ -157,7 +147,7 @@ def _account_audit(
 ) -> None:
     """`/mfa-check ACCOUNT`: audit (and record) that one account; an unknown one changes nothing."""
     wanted = escape(command.account)
-    if services.audit_account is None:
+    if services.account_audit is None:
         _answer(respond, text_message("Auditing one account is not available here: nothing was audited."))
         return
     _answer(respond, text_message(f":hourglass_flowing_sand: Auditing {wanted}…"))
@@ -165,7 +155,7 @@ def _account_audit(
     if not result.accounts:
         _answer(respond, text_message(f"no configured account {wanted}"), replace=True)
         return
-    message = audit_message(_annotated(services, result))
+    message = audit_message(services.annotated(result))
     _answer(respond, message, replace=True)
     if message.file is not None:
         _send_file(client, caller, message.file, respond)
@@ -238,14 +228,14 @@ def _one_user(result: AuditResult, ref: grammar.UserRef, respond: Responder) -> 
 
 
 def _user(services: Services, command: grammar.UserDetail, respond: Responder, asked_at: float) -> None:
-    result = _annotated(services, _auditing(services, respond, asked_at))
+    result = services.annotated(_auditing(services, respond, asked_at))
     found = _matches(result, command.user)
     if not found:
         _one_user(result, command.user, respond)
         return
     links = services.links()
     people = {u.arn: services.identity.resolve_source(u, links)[1] for u in found}
-    known = services.store.identities([u.arn for u in found]) if services.store is not None else {}
+    known = services.store.identities([u.arn for u in found])
     notes = {
         u.arn: IdentityNote(
             source=people.get(u.arn),
@@ -258,14 +248,7 @@ def _user(services: Services, command: grammar.UserDetail, respond: Responder, a
     _answer(respond, user_detail_message(found, result, notes), replace=True)
 
 
-def _no_store(respond: Responder) -> None:
-    _answer(respond, text_message("The store (DATABASE_URL) is not configured: nothing changed."))
-
-
 def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: Responder, asked_at: float) -> None:
-    if services.store is None:
-        _no_store(respond)
-        return
     user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
     if user is None:
         return
@@ -281,9 +264,6 @@ def _exempt(services: Services, caller: str, command: grammar.Exempt, respond: R
 
 
 def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respond: Responder, asked_at: float) -> None:
-    if services.store is None:
-        _no_store(respond)
-        return
     user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
     if user is None:
         return
@@ -300,13 +280,8 @@ def _unexempt(services: Services, caller: str, command: grammar.Unexempt, respon
 def _link(
     services: Services, client: WebClient, caller: str, command: grammar.Link, respond: Responder, asked_at: float
 ) -> None:
-    if services.store is None:
-        _no_store(respond)
-        return
     if slack_user_exists(client, command.slack_user_id) is False:
-        _answer(
-            respond, text_message(f"There is no Slack person <@{command.slack_user_id}>: nothing changed.")
-        )
+        _answer(respond, text_message(f"There is no Slack person <@{command.slack_user_id}>: nothing changed."))
         return
     user = _one_user(_auditing(services, respond, asked_at), command.user, respond)
     if user is None:
@@ -326,9 +301,6 @@ def _nudge(
     response_url: str | None = None,
 ) -> None:
     """`nudge NAME` / `nudge all`: the same as the digest's buttons, on the audit this command ran."""
-    if services.nudger is None:
-        _no_store(respond)
-        return
     result = _auditing(services, respond, asked_at)
     if command.user is None:
         queued = services.nudger.enqueue_all(caller, result, notify_url=response_url)
@@ -342,41 +314,23 @@ def _nudge(
 
 
 def _digest(services: Services, caller: str, respond: Responder) -> None:
-    if services.desk is not None:
-        _digest_from_desk(services, caller, respond)
-        return
-    if services.digest is None:
-        _answer(respond, text_message("The digest is not available yet in this version: nothing was posted."))
-        return
-    _answer(respond, text_message(":hourglass_flowing_sand: Posting the digest…"))
-    outcome = services.digest()
-    ok = outcome in (0, None, True)
-    services.record(caller, "digest", None, None, outcome="ok" if ok else "failed")
-    text = "The digest was posted." if ok else ":warning: The digest could not be posted; see the bot's log."
-    _answer(respond, text_message(text), replace=True)
-
-
-def _digest_from_desk(services: Services, caller: str, respond: Responder) -> None:
     """A manual digest (its own period: the scheduled one still goes out)."""
-    from bot.digest import post_manual_digest
-
-    desk = services.desk
-    assert desk is not None
-    if not desk.config.digest_channel:
+    config = services.config
+    if not config.digest_channel:
         _answer(respond, text_message("DIGEST_CHANNEL is not set: nothing was posted."))
         return
     _answer(respond, text_message(":hourglass_flowing_sand: Posting the digest…"))
-    outcome = post_manual_digest(desk, caller)
+    outcome = post_manual_digest(services, caller)
     accounts = "".join(f", <#{a.channel}>" for a in outcome.accounts if a.posted)
     if outcome.ok:
-        text = f"The digest was posted to <#{desk.config.digest_channel}> ({outcome.rows} rows){accounts}."
+        text = f"The digest was posted to <#{config.digest_channel}> ({outcome.rows} rows){accounts}."
     elif outcome.posted:
         problems = [f"{outcome.failed_parts} thread messages could not be"] if outcome.failed_parts else []
         problems += [f"<#{channel}> did not get (all of) its digest" for channel in outcome.failed_channels]
-        where = f"<#{desk.config.digest_channel}>{accounts}"
+        where = f"<#{config.digest_channel}>{accounts}"
         text = f":warning: The digest was posted to {where}, but {'; '.join(problems)}."
     else:
         text = f":warning: The digest could not be posted ({escape(outcome.reason)})."
     if outcome.escalated:
-        text += f"\n{outcome.escalated} overdue violation(s) escalated to <#{desk.config.escalation_channel}>."
+        text += f"\n{outcome.escalated} overdue violation(s) escalated to <#{config.escalation_channel}>."
     _answer(respond, text_message(text), replace=True)

@@ -16,17 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_sdk.web import WebClient
 
 from bot import home
-from bot.app import Services
-from bot.home import HomePage
 from bot.home_tab import HomeTab
 from bot.messages.blocks import REFUSAL
+from bot.services import Services
+from handlers.commands import run_command
 
 logger = logging.getLogger(__name__)
 
-NO_STORE = "The App Home needs the store (DATABASE_URL); meanwhile `/mfa-check me` shows your IAM users."
 Job = Callable[..., None]
 
 
@@ -38,12 +36,12 @@ def register(app: App) -> None:
     app.action(home.SETUP_LINK_ACTION)(on_setup_link)
 
 
-def on_home_opened(event: dict, client: WebClient, context: dict, logger: Any) -> None:
+def on_home_opened(event: dict, context: dict, logger: Any) -> None:
     """The Home tab was opened: publish it (the Messages tab opening the same event is ignored)."""
     user = str(event.get("user") or "")
     if event.get("tab") != "home" or not user:
         return
-    _submit(context, run_home_opened, logger, user, client)
+    _submit(context, run_home_opened, logger, user)
 
 
 def on_run_audit(ack: Ack, body: dict, context: dict, logger: Any) -> None:
@@ -78,12 +76,8 @@ def _run_logged(job: Job, services: Services, *args: Any) -> None:
         logger.exception("%s failed", job.__name__)
 
 
-def run_home_opened(services: Services, user: str, client: WebClient) -> None:
-    """Note the visit and publish the person's Home (without a store: a Home that says so)."""
-    if services.home is None:
-        page = HomePage(slack_user_id=user, now=services.clock(), audited_at=None, notice=NO_STORE)
-        client.views_publish(user_id=user, view=home.home_view(page))
-        return
+def run_home_opened(services: Services, user: str) -> None:
+    """Note the visit and publish the person's Home."""
     services.home.opened(user)
 
 
@@ -96,12 +90,9 @@ def _admin_home(services: Services, body: Mapping[str, Any], action: str) -> tup
     clicker = _clicker(body)
     tab = services.home
     if clicker and services.roles.is_admin(clicker):
-        if tab is None:
-            logger.warning("%s pressed on a Home without a store: nothing done", action)
-            return None
         return clicker, tab
     services.record(clicker or "unknown", f"refused:{action}", None, None, outcome="refused")
-    if tab is not None and clicker:
+    if clicker:
         tab.publish(clicker, notice=REFUSAL)
     return None
 
@@ -131,8 +122,6 @@ def run_audit(services: Services, body: Mapping[str, Any], asked_at: float) -> N
 
 def run_post_digest(services: Services, body: Mapping[str, Any]) -> None:
     """`/mfa-check digest` on the clicker's behalf; its answers appear on their Home."""
-    from handlers.commands import run_command
-
     admin = _admin_home(services, body, home.HOME_DIGEST_ACTION)
     if admin is None:
         return

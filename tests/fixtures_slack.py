@@ -22,9 +22,10 @@ import pytest
 import uvicorn
 from slack_bolt import App
 
-from bot.app import Services, SignatureCheck, build_services, create_app
+from bot.app import SignatureCheck, create_app
 from bot.config import Config
 from bot.server import Runtime, SlackFront, uvicorn_server
+from bot.services import Services, build_services
 from bot.slack import make_web_client
 from tests.slack_standin import (
     ADMIN,

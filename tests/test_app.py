@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 import pytest
 from slack_bolt.request import BoltRequest
 
-from bot.app import Services, create_app
+from bot.app import create_app
 from bot.config import Config
 from bot.demo import DEMO_USERS
 from bot.identity import IdentityChain, Roles, SlackDirectory
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
+from bot.services import Services, build_services
 from bot.slack import make_web_client
 from tests.slack_standin import ADMIN, NOBODY, SlackStandIn, command_body, get, post, sign
 from tests.store_rows import stored_scans
@@ -398,14 +399,20 @@ def big_result(n: int) -> AuditResult:
 
 
 @pytest.fixture
-def big_app(slack_config: Config, serve_app: Callable[[Services], ServedApp]) -> ServedApp:
+def big_app(slack_config: Config, serve_app: Callable[[Services], ServedApp]) -> Iterator[ServedApp]:
+    from bot.store import Store
+
     client = make_web_client(slack_config)
-    services = Services(
-        audit=lambda: big_result(300),
-        roles=Roles(slack_config.admin_user_ids),
-        identity=IdentityChain(SlackDirectory(client), email_domain="example.com"),
-    )
-    return serve_app(services)
+    with Store.open(slack_config.database_url) as store:
+        services = build_services(
+            slack_config,
+            client,
+            store,
+            run_audit=lambda: big_result(300),
+            roles=Roles(slack_config.admin_user_ids),
+            identity=IdentityChain(SlackDirectory(client), email_domain="example.com"),
+        )
+        yield serve_app(services)
 
 
 def test_300_violations_fit_slack_and_the_rest_arrives_as_a_csv(big_app: ServedApp) -> None:
@@ -466,7 +473,7 @@ def test_socket_mode_dispatches_the_same_command_without_http(served_app: Served
 def test_one_audit_serves_everyone_who_asked_while_it_ran() -> None:
     import threading
 
-    from bot.app import SharedAudit
+    from bot.edges import SharedAudit
 
     calls = []
     gate = threading.Event()

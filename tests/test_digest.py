@@ -35,7 +35,7 @@ from tests.workflow_helpers import (
     Clock,
     account,
     arn,
-    make_desk,
+    make_services,
     result,
     violator,
 )
@@ -167,9 +167,9 @@ def demo_result():
 
 
 def test_posted_once_per_period_with_rows_recorded_and_kept(store: Store, standin: SlackStandIn) -> None:
-    desk = make_desk(store, standin, demo_result)
-    first = post_scheduled_digest(desk, NOW)
-    again = post_scheduled_digest(desk, NOW + timedelta(minutes=30))  # same day: same period
+    services = make_services(store, standin, demo_result)
+    first = post_scheduled_digest(services, NOW)
+    again = post_scheduled_digest(services, NOW + timedelta(minutes=30))  # same day: same period
     assert first.ok and first.period_key == "2026-11-27" and first.rows == 2
     assert not again.posted and "already" in again.reason
     (post,) = standin.calls("chat.postMessage")
@@ -183,10 +183,10 @@ def test_posted_once_per_period_with_rows_recorded_and_kept(store: Store, standi
 
 def test_a_manual_digest_does_not_suppress_the_scheduled_one(store: Store, standin: SlackStandIn) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, demo_result, clock=clock)
-    manual = post_manual_digest(desk, "U0ADMIN01")
+    services = make_services(store, standin, demo_result, clock=clock)
+    manual = post_manual_digest(services, "U0ADMIN01")
     clock.advance(minutes=1)
-    scheduled = post_scheduled_digest(desk, NOW)
+    scheduled = post_scheduled_digest(services, NOW)
     assert manual.ok and scheduled.ok and manual.period_key != scheduled.period_key
     assert len(standin.calls("chat.postMessage")) == 2
     top = standin.calls("chat.postMessage")[1]
@@ -194,12 +194,12 @@ def test_a_manual_digest_does_not_suppress_the_scheduled_one(store: Store, stand
 
 
 def test_a_failed_post_releases_the_claim_and_is_recorded(store: Store, standin: SlackStandIn) -> None:
-    desk = make_desk(store, standin, demo_result)
+    services = make_services(store, standin, demo_result)
     standin.reply("chat.postMessage", Reply(body={"ok": False, "error": "not_in_channel"}))
-    failed = post_scheduled_digest(desk, NOW)
+    failed = post_scheduled_digest(services, NOW)
     assert not failed.posted and failed.reason == "not_in_channel"
     assert store.actions(action="digest")[0].outcome == "failed"
-    retried = post_scheduled_digest(desk, NOW)
+    retried = post_scheduled_digest(services, NOW)
     assert retried.ok  # the claim was given back
 
 
@@ -208,8 +208,8 @@ def test_long_digest_rows_continue_in_thread_and_a_fixed_row_is_updated_in_place
 ) -> None:
     users = [violator(f"user{i:03d}", tags={"slack-user-id": f"U{i:08d}"}) for i in range(120)]
     clock = Clock()
-    desk = make_desk(store, standin, lambda: result(account(users)), clock=clock)
-    outcome = post_digest(desk, "2026-11-27", "test", "scheduler")
+    services = make_services(store, standin, lambda: result(account(users)), clock=clock)
+    outcome = post_digest(services, "2026-11-27", "test", "scheduler")
     posts = standin.calls("chat.postMessage")
     assert outcome.ok and outcome.messages == len(posts) == 3
     assert all(p.payload.get("thread_ts") == outcome.message_ts for p in posts[1:])
@@ -218,7 +218,7 @@ def test_long_digest_rows_continue_in_thread_and_a_fixed_row_is_updated_in_place
     late = users[-1].arn
     clock.advance(minutes=62)
     store.close_episode(late, clock())
-    assert refresh_rows(desk, [late]) == 1
+    assert refresh_rows(services, [late]) == 1
     (update,) = standin.calls("chat.update")
     assert update.payload["ts"] == rows[late] != outcome.message_ts
     assert ":white_check_mark: *fixed* at 10:02 · <@U00000119> · `user119`" in payload_text(update)
@@ -235,8 +235,8 @@ def test_one_digest_for_5000_members_and_1000_violators_reads_users_list_5_times
     assert len(members) == 5000
     users = [violator(f"person{i}", tags={"email": f"person{i}@example.com"}) for i in range(0, 2000, 2)]
     with SlackStandIn(members=members) as standin:
-        desk = make_desk(store, standin, lambda: result(account(users)))
-        outcome = post_scheduled_digest(desk, NOW)
+        services = make_services(store, standin, lambda: result(account(users)))
+        outcome = post_scheduled_digest(services, NOW)
         assert outcome.ok and outcome.rows == 1000
         assert len(standin.calls("users.list")) <= 5
         assert standin.calls("users.list")[0].payload.get("limit") == "1000"
@@ -250,15 +250,15 @@ def test_a_claim_left_by_a_dead_process_is_taken_over_after_its_lease_and_posted
     store: Store, standin: SlackStandIn
 ) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, demo_result, clock=clock, claim_lease_seconds=60)
+    services = make_services(store, standin, demo_result, clock=clock, claim_lease_seconds=60)
     key = scheduled_period_key(NOW, "UTC")
-    assert store.claim_digest(CHANNEL, key, "dead-host:1", clock(), desk.lease)  # then that process died
-    assert resume_expired(desk, NOW) is None  # its lease is still live: left alone
-    assert not post_scheduled_digest(desk, NOW).posted
+    assert store.claim_digest(CHANNEL, key, "dead-host:1", clock(), services.lease)  # then that process died
+    assert resume_expired(services, NOW) is None  # its lease is still live: left alone
+    assert not post_scheduled_digest(services, NOW).posted
     clock.advance(seconds=61)
-    taken = resume_expired(desk, NOW)
+    taken = resume_expired(services, NOW)
     assert isinstance(taken, DigestOutcome) and taken.ok and taken.period_key == key
-    assert resume_expired(desk, NOW) is None and len(standin.calls("chat.postMessage")) == 1
+    assert resume_expired(services, NOW) is None and len(standin.calls("chat.postMessage")) == 1
     assert store.last_digest(CHANNEL).posted_by == process_identity()
 
 
@@ -267,19 +267,19 @@ def test_an_account_channel_digest_left_by_a_dead_process_is_taken_over_alone(
 ) -> None:
     clock = Clock()
     routed = "C0ACCOUNT"
-    desk = make_desk(
+    services = make_services(
         store, standin, demo_result, clock=clock, claim_lease_seconds=60, account_channels={ACCOUNT: routed}
     )
     key = scheduled_period_key(NOW, "UTC")
-    assert store.claim_digest(routed, key, "dead-host:1", clock(), desk.lease)  # then that process died
-    first = post_scheduled_digest(desk, NOW)
+    assert store.claim_digest(routed, key, "dead-host:1", clock(), services.lease)  # then that process died
+    first = post_scheduled_digest(services, NOW)
     assert first.ok and first.accounts == ()  # DIGEST_CHANNEL posted; the account channel is held by the dead
     clock.advance(seconds=61)
-    taken = resume_expired(desk, NOW)
+    taken = resume_expired(services, NOW)
     assert isinstance(taken, DigestOutcome) and not taken.posted  # DIGEST_CHANNEL: already posted
     (account,) = taken.accounts
     assert account.posted and account.channel == routed
-    assert resume_expired(desk, NOW) is None
+    assert resume_expired(services, NOW) is None
     channels = [r.payload["channel"] for r in standin.calls("chat.postMessage")]
     assert sorted(channels) == sorted([CHANNEL, routed])  # each exactly once
 
@@ -291,8 +291,8 @@ def test_a_violation_that_becomes_exempt_by_tag_is_exempted_in_rows_and_history_
     bob = violator("bob", tags={"slack-user-id": "U0BOB0001"})
     erin = violator("erin", tags={"email": "erin@example.com"})
     now = {"bob": bob}
-    desk = make_desk(store, standin, lambda: result(account([now["bob"], erin])), clock=clock)
-    assert post_digest(desk, "2026-11-27", "test", "scheduler").ok
+    services = make_services(store, standin, lambda: result(account([now["bob"], erin])), clock=clock)
+    assert post_digest(services, "2026-11-27", "test", "scheduler").ok
     now["bob"] = dataclasses.replace(  # someone with iam:TagUser set mfa-exempt on bob
         bob,
         status="exempt",
@@ -301,15 +301,15 @@ def test_a_violation_that_becomes_exempt_by_tag_is_exempted_in_rows_and_history_
         tags={**bob.tags, "mfa-exempt": "vendor"},
     )
     clock.advance(minutes=30)
-    desk.fresh_audit()  # recorded: bob's episode closes as exempted, not fixed
+    services.fresh_audit()  # recorded: bob's episode closes as exempted, not fixed
     assert store.changes_since(NOW).fixed == [] and [e.arn for e in store.changes_since(NOW).exempted] == [bob.arn]
     trail = store.actions(action="tag_exemption")
     assert [(a.actor, a.target, a.detail) for a in trail] == [
         ("audit", bob.arn, "exempt by tag, set outside Slack (mfa-exempt: vendor)")
     ]
-    desk.fresh_audit()  # seen again: written the first time only
+    services.fresh_audit()  # seen again: written the first time only
     assert len(store.actions(action="tag_exemption")) == 1
-    assert refresh_rows(desk, [bob.arn]) == 1
+    assert refresh_rows(services, [bob.arn]) == 1
     (update,) = standin.calls("chat.update")
     row = payload_text(update)
     assert ":large_yellow_circle: *exempted* at 09:30 (not fixed) · <@U0BOB0001> · `bob`" in row
@@ -317,7 +317,7 @@ def test_a_violation_that_becomes_exempt_by_tag_is_exempted_in_rows_and_history_
 
     clock.advance(days=1)
     standin.clear()
-    assert post_digest(desk, "2026-11-28", "test", "scheduler").ok
+    assert post_digest(services, "2026-11-28", "test", "scheduler").ok
     (top,) = standin.calls("chat.postMessage")
     header = payload_text(top)
     assert "*Fixed since the last digest:* 0" in header

@@ -12,15 +12,27 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.digest import Desk, build_view, post_manual_digest, post_scheduled_digest, refresh_rows
+from bot.digest import build_view, post_manual_digest, post_scheduled_digest, refresh_rows
 from bot.escalation import Overdue, escalation_key, select_overdue
 from bot.messages.digest import OverdueRow, RowState, digest_parts, escalation_parts, overdue_blocks
 from bot.nudges import Nudger
 from bot.pacing import PacedSlack
+from bot.services import Services, build_services
 from bot.slack import make_web_client
 from bot.store import Episode, Store
 from tests.slack_standin import ADMIN, MEMBERS, Recorded, Reply, SlackStandIn
-from tests.workflow_helpers import ACCOUNT, CHANNEL, NOW, Clock, account, arn, config_for, make_desk, result, violator
+from tests.workflow_helpers import (
+    ACCOUNT,
+    CHANNEL,
+    NOW,
+    Clock,
+    account,
+    arn,
+    config_for,
+    make_services,
+    result,
+    violator,
+)
 
 ESCALATIONS = "C0ESCALAT"
 
@@ -121,28 +133,28 @@ def standin() -> Iterator[SlackStandIn]:
         yield running
 
 
-def demo_desk(store: Store, standin: SlackStandIn, moto: str, clock: Clock) -> Desk:
-    """A Desk as `serve` wires it: the recorded audit of the demo account in moto, the clock given."""
+def demo_services(store: Store, standin: SlackStandIn, moto: str, clock: Clock) -> Services:
+    """Services as `serve` wires them: the recorded audit of the demo account in moto, the clock given."""
     config = config_for(standin, aws_endpoint_url=moto, escalation_channel=ESCALATIONS, escalate_after_days=7)
     client = make_web_client(config)
-    return Desk.create(config, client, store, slack=PacedSlack.scaled(client, 1000), clock=clock)
+    return build_services(config, client, store, PacedSlack.scaled(client, 1000), clock=clock, recent_seconds=0)
 
 
 def test_a_violation_nudged_long_ago_is_overdue_in_the_digest_and_escalated_once(
     demo_account: str, store: Store, standin: SlackStandIn
 ) -> None:
     clock = Clock(datetime.now(UTC))
-    desk = demo_desk(store, standin, demo_account, clock)
-    assert post_scheduled_digest(desk, clock()).escalated == 0  # day 0: bob, erin, ivan open
-    assert Nudger(desk).nudge_user(ADMIN, ACCOUNT, "bob").outcome == "sent"
+    services = demo_services(store, standin, demo_account, clock)
+    assert post_scheduled_digest(services, clock()).escalated == 0  # day 0: bob, erin, ivan open
+    assert Nudger(services).nudge_user(ADMIN, ACCOUNT, "bob").outcome == "sent"
 
     clock.advance(days=6, hours=23)  # not yet ESCALATE_AFTER_DAYS after the nudge
-    quiet = post_scheduled_digest(desk, clock())
+    quiet = post_scheduled_digest(services, clock())
     assert quiet.posted and quiet.escalated == 0 and not posts(standin, ESCALATIONS)
     assert "Overdue" not in text_of(posts(standin, CHANNEL)[-1])
 
     clock.advance(days=1, hours=1)  # 8 days after the first nudge
-    due = post_scheduled_digest(desk, clock())
+    due = post_scheduled_digest(services, clock())
     assert due.posted and due.escalated == 1
     digest = text_of(posts(standin, CHANNEL)[-1])
     assert "*:alarm_clock: Overdue (1)*: still open 7 days or more after the first nudge" in digest
@@ -155,17 +167,17 @@ def test_a_violation_nudged_long_ago_is_overdue_in_the_digest_and_escalated_once
     assert trail.target == bob.arn and trail.outcome == "ok" and bob.first_seen.isoformat() in (trail.detail or "")
 
     clock.advance(days=1)  # the next digest, and a manual one from another process: listed, not posted again
-    later = post_scheduled_digest(desk, clock())
-    other = post_manual_digest(demo_desk(store, standin, demo_account, clock), ADMIN)
+    later = post_scheduled_digest(services, clock())
+    other = post_manual_digest(demo_services(store, standin, demo_account, clock), ADMIN)
     assert later.escalated == other.escalated == 0
     assert "9 days since the first nudge · 1 nudge so far" in text_of(posts(standin, CHANNEL)[-1])
     assert len(posts(standin, ESCALATIONS)) == 1 and len(store.actions(action="escalated")) == 1
     assert store.last_digest(ESCALATIONS) is None  # an escalation is not a digest
 
     assert store.close_episode(bob.arn, clock()) is not None  # bob fixes it: his overdue line says so, in place
-    assert refresh_rows(desk, [bob.arn]) == 1
+    assert refresh_rows(services, [bob.arn]) == 1
     updated = text_of(standin.calls("chat.update")[-1])
-    assert f"• :white_check_mark: *fixed* at {desk.hhmm(clock())} · <@U0BOB0001> · `bob`" in updated
+    assert f"• :white_check_mark: *fixed* at {services.hhmm(clock())} · <@U0BOB0001> · `bob`" in updated
     assert "9 days since the first nudge" not in updated and "*:alarm_clock: Overdue (1)*" in updated
 
 
@@ -174,8 +186,10 @@ def test_an_escalation_that_cannot_be_posted_is_given_back_and_posted_by_the_nex
 ) -> None:
     clock = Clock()
     bob = violator("bob", tags={"slack-user-id": "U0BOB0001"})
-    desk = make_desk(store, standin, lambda: result(account([bob])), clock=clock, escalation_channel=ESCALATIONS)
-    post_manual_digest(desk, ADMIN)  # opens bob's episode
+    services = make_services(
+        store, standin, lambda: result(account([bob])), clock=clock, escalation_channel=ESCALATIONS
+    )
+    post_manual_digest(services, ADMIN)  # opens bob's episode
     store.record_nudge("U0BOB0001", [bob.arn], ADMIN, clock(), "sent")
     clock.advance(days=7)
     standin.reply(
@@ -183,11 +197,11 @@ def test_an_escalation_that_cannot_be_posted_is_given_back_and_posted_by_the_nex
         Reply(body={"ok": True, "channel": CHANNEL, "ts": "9.000001"}),  # the digest
         Reply(body={"ok": False, "error": "not_in_channel"}),  # the escalation
     )
-    failed = post_manual_digest(desk, ADMIN)
+    failed = post_manual_digest(services, ADMIN)
     assert failed.posted and failed.escalated == 0
     assert [(a.target, a.outcome) for a in store.actions(action="escalated")] == [(ESCALATIONS, "failed")]
     clock.advance(minutes=10)
-    retried = post_manual_digest(desk, ADMIN)
+    retried = post_manual_digest(services, ADMIN)
     assert retried.escalated == 1 and len(posts(standin, ESCALATIONS)) == 2  # refused once, then posted
     assert [a.outcome for a in store.actions(action="escalated")] == ["ok", "failed"]
 
@@ -198,15 +212,15 @@ def test_an_overdue_line_in_the_top_message_updates_when_its_row_is_in_the_threa
     clock = Clock()
     late = violator("zz-bob", tags={"slack-user-id": "U0BOB0001"})  # sorts last: its row goes in the thread
     everyone = [violator(f"u{i:03d}") for i in range(60)] + [late]
-    desk = make_desk(store, standin, lambda: result(account(everyone)), clock=clock)
-    post_manual_digest(desk, ADMIN)  # opens the episodes
+    services = make_services(store, standin, lambda: result(account(everyone)), clock=clock)
+    post_manual_digest(services, ADMIN)  # opens the episodes
     store.record_nudge("U0BOB0001", [late.arn], ADMIN, clock(), "sent")
     clock.advance(days=8)
-    digest = post_manual_digest(desk, ADMIN)
+    digest = post_manual_digest(services, ADMIN)
     assert digest.ok and digest.messages > 1
     assert store.digest_rows(CHANNEL, digest.period_key)[late.arn] != digest.message_ts
 
     store.close_episode(late.arn, clock())
-    assert refresh_rows(desk, [late.arn]) == 2  # its row in the thread, its overdue line in the top message
+    assert refresh_rows(services, [late.arn]) == 2  # its row in the thread, its overdue line in the top message
     (top,) = [u for u in standin.calls("chat.update") if u.payload["ts"] == digest.message_ts]
     assert "• :white_check_mark: *fixed* at" in text_of(top) and "`zz-bob`" in text_of(top)

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot.app import Services, build_services
 from bot.config import Config
 from bot.demo import demo_client
-from bot.event_queue import EventHandler, QueuePoller, sqs_client
+from bot.event_handler import EventHandler
+from bot.event_queue import QueuePoller, sqs_client
 from bot.pacing import PacedSlack
+from bot.services import Services, build_services
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.eventbridge import ADMIN_ARN, body, console_login, create_queues, iam_call, queue_depth
@@ -86,8 +87,7 @@ def realtime(demo_account: str, tmp_path: Path) -> Iterator[Realtime]:
         client = make_web_client(config)
         store = Store.open(config.database_url)
         services = build_services(config, client, store, slack=PacedSlack.scaled(client, 1000))
-        assert services.desk and services.rechecker and services.nudger
-        handler = EventHandler(services.desk, services.rechecker, services.nudger)
+        handler = EventHandler(services)
         poller = QueuePoller(
             handler.handle, queue_url, sqs_client(config), wait_seconds=1, retry_delay=lambda n: 0, in_progress_delay=0
         )
@@ -198,6 +198,7 @@ def test_poison_goes_to_the_dlq_logged_once_and_other_accounts_are_dropped(
 ) -> None:
     rt = realtime
     caplog.set_level(logging.INFO, logger="bot.event_queue")
+    caplog.set_level(logging.INFO, logger="bot.event_handler")
     poison = iam_call("CreateLoginProfile", "frank", event_id="ev-poison")
     del poison["account"], poison["detail"]["recipientAccountId"]
     rt.send(poison)
@@ -231,6 +232,7 @@ def test_the_queue_unreachable_is_logged_once_reported_and_recovers(
 ) -> None:
     rt = realtime
     caplog.set_level(logging.INFO, logger="bot.event_queue")
+    caplog.set_level(logging.INFO, logger="bot.event_handler")
     missing = rt.queue_url.rsplit("/", 1)[0] + "/not-there"
     poller = QueuePoller(rt.handler.handle, missing, rt.poller.sqs, wait_seconds=1)
     for _ in range(3):

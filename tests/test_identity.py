@@ -250,6 +250,17 @@ def test_a_link_set_in_slack_always_wins_over_tags(store: Store) -> None:
     assert chain.resolve_source(finding, {}) == ("U0EVE0001", "slack-user-id tag")
 
 
+def test_own_findings_without_a_directory_trust_the_callers_own_email_and_nothing_else() -> None:
+    """No Slack directory (no token): only the caller's own profile email can match an `email` tag."""
+    chain = IdentityChain(directory=None, email_domain="example.com")
+    bob, eve = (violating(name, {"email": f"{name}@example.com"}).accounts[0].users[0] for name in ("bob", "eve"))
+    account = AccountFindings("123456789012", None, None, None, RootStatus(), [bob, eve])
+    both = AuditResult(generated_at=datetime.now(UTC), accounts=[account])
+    mine = chain.own_findings(both, "U0BOB0001", "bob@example.com", {})
+    assert [u.user_name for u in mine] == ["bob"]
+    assert chain.own_findings(both, "U0BOB0001", None, {}) == []  # no email, no directory: nobody
+
+
 def test_user_detail_shows_admins_where_the_person_comes_from_and_that_it_changed(
     served_app: ServedApp, demo_account: str
 ) -> None:

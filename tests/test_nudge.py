@@ -19,7 +19,7 @@ from bot.pacing import DOCUMENTED_RATES, PER_CHANNEL, PacedSlack
 from bot.slack import BoundedRateLimitRetryHandler
 from bot.store import Store
 from tests.slack_standin import ADMIN, MEMBERS, OTHER_ADMIN, Reply, SlackStandIn
-from tests.workflow_helpers import ACCOUNT, OTHER_ACCOUNT, Clock, account, arn, make_desk, result, violator
+from tests.workflow_helpers import ACCOUNT, OTHER_ACCOUNT, Clock, account, arn, make_services, result, violator
 
 
 @pytest.fixture
@@ -89,8 +89,8 @@ def test_a_nudge_dms_all_of_the_persons_iam_users_once_then_the_cooldown_says_wh
     store: Store, standin: SlackStandIn
 ) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, two_people, clock=clock)
-    nudger = Nudger(desk)
+    services = make_services(store, standin, two_people, clock=clock)
+    nudger = Nudger(services)
     first = nudger.nudge_user(ADMIN, ACCOUNT, "bob")
     assert first.outcome == "sent" and "<@U0BOB0001>" in first.text
     assert not standin.calls("conversations.open")  # the user ID is the channel: Slack opens the DM
@@ -100,7 +100,7 @@ def test_a_nudge_dms_all_of_the_persons_iam_users_once_then_the_cooldown_says_wh
     last = store.last_nudge("U0BOB0001")
     assert last.arns == (arn("bob"), arn("bob-admin"))
     assert last.channel == "D0BOB0001"  # the DM channel Slack answered with: what chat.update needs
-    desk.slack.update(last.channel, last.message_ts, "updated", [])  # a user ID here would be channel_not_found
+    services.slack.update(last.channel, last.message_ts, "updated", [])  # a user ID here would be channel_not_found
     clock.advance(hours=2)
     second = nudger.nudge_user(OTHER_ADMIN, ACCOUNT, "bob-admin")
     assert second.outcome == "skipped_cooldown"
@@ -117,8 +117,8 @@ def test_nobody_to_dm_and_not_violating_send_nothing(store: Store, standin: Slac
     found.accounts[0].users.append(
         violator("carol").__class__(**{**violator("carol").__dict__, "status": "compliant", "reason": None})
     )
-    desk = make_desk(store, standin, lambda: found)
-    nudger = Nudger(desk)
+    services = make_services(store, standin, lambda: found)
+    nudger = Nudger(services)
     assert nudger.nudge_user(ADMIN, ACCOUNT, "nobody").outcome == "no_person"
     assert nudger.nudge_user(ADMIN, ACCOUNT, "carol").outcome == "noop"
     assert nudger.nudge_user(ADMIN, ACCOUNT, "zed").outcome == "not_found"
@@ -126,8 +126,8 @@ def test_nobody_to_dm_and_not_violating_send_nothing(store: Store, standin: Slac
 
 
 def test_a_dm_that_cannot_go_is_recorded_failed_and_the_window_given_back(store: Store, standin: SlackStandIn) -> None:
-    desk = make_desk(store, standin, two_people)
-    nudger = Nudger(desk)
+    services = make_services(store, standin, two_people)
+    nudger = Nudger(services)
     standin.reply("chat.postMessage", Reply(body={"ok": False, "error": "is_archived"}))
     failed = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
     assert failed.outcome == "failed" and "is_archived" in failed.text
@@ -136,15 +136,15 @@ def test_a_dm_that_cannot_go_is_recorded_failed_and_the_window_given_back(store:
 
 
 def test_429s_past_the_bounded_wait_are_recorded_as_failed_never_dropped(store: Store, standin: SlackStandIn) -> None:
-    desk = make_desk(store, standin, two_people)
+    services = make_services(store, standin, two_people)
     client = WebClient(
         token="xoxb-test-token",
         base_url=standin.api_url,
         retry_handlers=[BoundedRateLimitRetryHandler(max_total_wait=1.0)],
     )
-    desk.slack = PacedSlack.scaled(client, 1000)
+    services.slack = PacedSlack.scaled(client, 1000)
     standin.rate_limit("chat.postMessage", retry_after=1, times=5)
-    answer = Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin")
+    answer = Nudger(services).nudge_user(ADMIN, ACCOUNT, "erin")
     assert answer.outcome == "failed" and "ratelimited" in answer.text
     assert len(standin.calls("chat.postMessage")) == 2  # one try, one retry after Retry-After, then the bound
     (logged,) = store.actions(action="nudge")
@@ -152,9 +152,9 @@ def test_429s_past_the_bounded_wait_are_recorded_as_failed_never_dropped(store: 
 
 
 def test_a_sent_nudge_shows_in_the_digest_row(store: Store, standin: SlackStandIn) -> None:
-    desk = make_desk(store, standin, two_people)
-    digest = post_scheduled_digest(desk, desk.clock())
-    Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin")
+    services = make_services(store, standin, two_people)
+    digest = post_scheduled_digest(services, services.clock())
+    Nudger(services).nudge_user(ADMIN, ACCOUNT, "erin")
     (update,) = standin.calls("chat.update")
     assert update.payload["ts"] == digest.message_ts
     text = dm_text(update)
@@ -191,8 +191,8 @@ def test_nudge_all_waits_out_429s_from_slacks_limiter_and_sends_each_dm_once(
         "chat.update", DOCUMENTED_RATES["chat.update"].per_second * 50, burst=3, integer_retry_after=False
     )
     standin.inject_429s("chat.postMessage", 0.1, retry_after=0.1)
-    desk = make_desk(store, standin, many_people(30), speed=50)
-    nudger = Nudger(desk)
+    services = make_services(store, standin, many_people(30), speed=50)
+    nudger = Nudger(services)
     queued = nudger.enqueue_all(ADMIN)
     assert (queued.people, queued.queued, queued.users) == (30, 30, 31)
     results = NudgeWorker(nudger, worker_id="w1").run_until_idle()
@@ -208,8 +208,8 @@ def test_nudge_all_resumes_after_a_restart_without_losing_or_repeating_a_dm(
     store: Store, standin: SlackStandIn
 ) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, many_people(10), clock=clock)
-    nudger = Nudger(desk, lease_seconds=60)
+    services = make_services(store, standin, many_people(10), clock=clock)
+    nudger = Nudger(services, lease_seconds=60)
     told = standin.response_url()
     nudger.enqueue_all(ADMIN, notify_url=told)
     for _ in range(3):  # the first process sends three...
@@ -221,7 +221,7 @@ def test_nudge_all_resumes_after_a_restart_without_losing_or_repeating_a_dm(
     )
     standin.clear()
     clock.advance(seconds=61)  # the leases expire; a new process starts its worker
-    restarted = Nudger(desk, lease_seconds=60)
+    restarted = Nudger(services, lease_seconds=60)
     results = NudgeWorker(restarted, worker_id="host:2").run_until_idle()
     outcomes = {r.slack_user_id: r.outcome for r in results}
     assert outcomes[crashed_idle.slack_user_id] == "sent"  # nothing had happened: sent now
@@ -240,16 +240,16 @@ def test_a_finished_batch_whose_notifier_died_is_told_once_by_another_process_as
     store: Store, standin: SlackStandIn
 ) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, many_people(2), clock=clock)
-    nudger = Nudger(desk)
+    services = make_services(store, standin, many_people(2), clock=clock)
+    nudger = Nudger(services)
     told = standin.response_url()
     batch = nudger.enqueue_all(ADMIN, notify_url=told)
     while (item := store.claim_pending_nudge("host:1", clock())) is not None:  # host:1 sends every DM...
         nudger.deliver(item.slack_user_id, item.arns, item.requested_by, item=item)
-    assert store.claim_batch_notice(batch.batch_id, "host:1", clock(), desk.lease)  # ...claims the notice, dies
+    assert store.claim_batch_notice(batch.batch_id, "host:1", clock(), services.lease)  # ...claims the notice, dies
     clock.advance(minutes=31)
-    assert NudgeWorker(Nudger(desk), worker_id="host:2").run_until_idle() == []
-    assert NudgeWorker(Nudger(desk), worker_id="host:3").run_until_idle() == []
+    assert NudgeWorker(Nudger(services), worker_id="host:2").run_until_idle() == []
+    assert NudgeWorker(Nudger(services), worker_id="host:3").run_until_idle() == []
     assert standin.posts_to(told) == []  # Slack no longer honours the response_url: a DM instead
     # a DM: the user ID as channel
     notices = [r for r in standin.accepted("chat.postMessage") if r.payload["channel"] == ADMIN]
@@ -258,8 +258,8 @@ def test_a_finished_batch_whose_notifier_died_is_told_once_by_another_process_as
 
 def test_a_second_nudge_all_skips_everyone_in_cooldown(store: Store, standin: SlackStandIn) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, many_people(5), clock=clock)
-    nudger = Nudger(desk)
+    services = make_services(store, standin, many_people(5), clock=clock)
+    nudger = Nudger(services)
     told = standin.response_url()
     nudger.enqueue_all(ADMIN, notify_url=told)
     NudgeWorker(nudger).run_until_idle()
@@ -277,9 +277,9 @@ def test_a_second_nudge_all_skips_everyone_in_cooldown(store: Store, standin: Sl
 def test_the_worker_threads_deliver_what_is_queued_and_show_it_in_the_digest(
     store: Store, standin: SlackStandIn
 ) -> None:
-    desk = make_desk(store, standin, many_people(5))
-    post_scheduled_digest(desk, desk.clock())
-    nudger = Nudger(desk)
+    services = make_services(store, standin, many_people(5))
+    post_scheduled_digest(services, services.clock())
+    nudger = Nudger(services)
     worker = NudgeWorker(nudger, poll_seconds=5, flush_seconds=0.2)
     worker.start()
     try:
@@ -303,10 +303,10 @@ def test_a_dm_whose_answer_timed_out_is_delivery_unknown_and_never_sent_twice_in
 ) -> None:
     monkeypatch.setattr("bot.slack.WEB_API_TIMEOUT_SECONDS", 1)
     clock = Clock()
-    desk = make_desk(store, standin, two_people, clock=clock)
-    digest = post_scheduled_digest(desk, clock())
+    services = make_services(store, standin, two_people, clock=clock)
+    digest = post_scheduled_digest(services, clock())
     standin.reply("chat.postMessage", Reply(body={"ok": True, "channel": "D0ERIN001", "ts": "1.5"}, delay=2.5))
-    nudger = Nudger(desk)
+    nudger = Nudger(services)
     lost = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
     assert lost.outcome == "unknown" and "delivery unknown" in lost.text and "timed out" in lost.text
     assert len(dms_to(standin, "U0ERIN001")) == 1  # Slack has it: it was delivered
@@ -329,9 +329,9 @@ def test_an_unreadable_answer_to_the_post_is_recorded_never_a_silently_wedged_wi
     store: Store, standin: SlackStandIn, body: bytes
 ) -> None:
     clock = Clock()
-    desk = make_desk(store, standin, two_people, clock=clock)
+    services = make_services(store, standin, two_people, clock=clock)
     standin.reply("chat.postMessage", Reply(body=body))
-    nudger = Nudger(desk)
+    nudger = Nudger(services)
     answer = nudger.nudge_user(ADMIN, ACCOUNT, "erin")
     assert answer.outcome == "unknown"  # Slack may have posted it: never a second DM in the window
     (logged,) = store.actions(action="nudge")
@@ -348,14 +348,14 @@ def test_a_resumed_nudge_all_item_in_flight_counts_as_delivery_unknown_in_the_su
 
 
 def test_a_dm_that_slack_may_have_posted_is_never_retried_into_a_second_dm(store: Store, standin: SlackStandIn) -> None:
-    desk = make_desk(store, standin, two_people)
+    services = make_services(store, standin, two_people)
     standin.reply("chat.postMessage", Reply(500, {"ok": False, "error": "internal_error"}))  # posted, then failed?
-    answer = Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin")
+    answer = Nudger(services).nudge_user(ADMIN, ACCOUNT, "erin")
     assert answer.outcome == "unknown"
     assert len(dms_to(standin, "U0ERIN001")) == 1  # no automatic retry of a post Slack may have made
     standin.rate_limit("chat.postMessage", retry_after=0, times=1)  # a 429 posted nothing: waited out, retried
-    desk.clock.advance(hours=25)  # type: ignore[attr-defined]
-    assert Nudger(desk).nudge_user(ADMIN, ACCOUNT, "erin").outcome == "sent"
+    services.clock.advance(hours=25)  # type: ignore[attr-defined]
+    assert Nudger(services).nudge_user(ADMIN, ACCOUNT, "erin").outcome == "sent"
 
 
 def test_a_key_only_violator_is_dmed_cli_mfa_steps_not_a_console_request() -> None:

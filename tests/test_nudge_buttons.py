@@ -13,6 +13,7 @@ import pytest
 
 from bot.config import Config
 from bot.demo import demo_client
+from bot.digest import post_manual_digest
 from bot.nudges import NudgeWorker
 from bot.pacing import PacedSlack
 from bot.slack import make_web_client
@@ -46,7 +47,7 @@ def answer(bot: ServedApp, response_url: str) -> dict:
 
 
 def digest_message(bot: ServedApp) -> dict:
-    assert bot.services.digest is not None and bot.services.digest() == 0
+    assert post_manual_digest(bot.services, "slack").ok
     (posted,) = bot.standin.calls("chat.postMessage")
     store = bot.services.store
     assert store is not None

@@ -11,13 +11,12 @@ import pytest
 from bot import service
 from bot.demo import demo_client
 from bot.digest import post_scheduled_digest
-from bot.identity import Roles
 from bot.models import LiveState, MfaDevice
 from bot.nudges import Nudger
 from bot.recheck import REFUSAL, Rechecker, verdict
 from bot.store import Store
 from tests.slack_standin import ADMIN, MEMBERS, NOBODY, SlackStandIn
-from tests.workflow_helpers import Clock, config_for, make_desk
+from tests.workflow_helpers import Clock, config_for, make_services
 
 ACCOUNT = "123456789012"  # moto's account
 
@@ -33,12 +32,12 @@ def rechecker(store: Store, standin: SlackStandIn, demo_account: str) -> Recheck
     """The demo account audited once (episodes for bob, erin, ivan) and its digest posted."""
     clock = Clock(datetime.now(UTC))
     config = config_for(standin, aws_endpoint_url=demo_account)
-    desk = make_desk(
+    services = make_services(
         store, standin, lambda: service.run_audit(config, now=clock()), clock=clock, aws_endpoint_url=demo_account
     )
-    assert post_scheduled_digest(desk, clock()).ok
+    assert post_scheduled_digest(services, clock()).ok
     standin.clear()
-    return Rechecker(desk, Roles(config.admin_user_ids))
+    return Rechecker(services)
 
 
 def enable_mfa(moto_url: str, user: str) -> None:
@@ -70,7 +69,7 @@ def test_the_person_is_told_exactly_what_is_missing(rechecker: Rechecker, standi
     assert bob.outcome == "still_missing" and "no MFA device is enabled" in bob.text
     erin = rechecker.recheck("U0ERIN001", ACCOUNT, "erin")  # erin by her email tag
     assert erin.outcome == "still_missing" and "created for it but never enabled" in erin.text
-    assert open_names(rechecker.desk.store) == {"bob", "erin", "ivan"}
+    assert open_names(rechecker.services.store) == {"bob", "erin", "ivan"}
     assert not standin.calls("chat.update")
 
 
@@ -79,7 +78,7 @@ def test_only_the_person_or_an_admin_may_recheck(rechecker: Rechecker) -> None:
     assert (refused.outcome, refused.text) == ("refused", REFUSAL)
     assert "bob" not in refused.text
     assert rechecker.recheck("U0ERIN001", ACCOUNT, "bob").outcome == "refused"  # someone else's IAM user
-    trail = rechecker.desk.store.actions(action="refused:recheck")
+    trail = rechecker.services.store.actions(action="refused:recheck")
     assert [(t.actor, t.outcome, t.target) for t in trail] == [
         ("U0ERIN001", "refused", None),
         (NOBODY, "refused", None),
@@ -94,13 +93,13 @@ def test_fixed_closes_the_episode_and_marks_the_digest_row_fixed(
     enable_mfa(demo_account, "bob")
     answer = rechecker.recheck("U0BOB0001", ACCOUNT, "bob")
     assert answer.outcome == "fixed" and "Thank you" in answer.text and "`bob`" in answer.text
-    assert open_names(rechecker.desk.store) == {"erin", "ivan"}
+    assert open_names(rechecker.services.store) == {"erin", "ivan"}
     (update,) = standin.calls("chat.update")
     text = json.dumps(update.payload["blocks"], ensure_ascii=False)
     assert ":white_check_mark: *fixed* at" in text and "<@U0BOB0001> · `bob`" in text
     assert '"value": "123456789012:bob"' not in text  # no Nudge button on a fixed row
     assert '"value": "123456789012:erin"' in text
-    (trail,) = rechecker.desk.store.actions(action="recheck")
+    (trail,) = rechecker.services.store.actions(action="recheck")
     assert (trail.actor, trail.outcome) == ("U0BOB0001", "fixed")
 
 
@@ -112,14 +111,14 @@ def test_scheduled_recheck_closes_the_ones_fixed_meanwhile(
     summary = rechecker.recheck_open()
     assert summary.checked == 3 and not summary.failed_accounts
     assert {arn.rsplit("/", 1)[-1] for arn in summary.fixed} == {"ivan", "erin"}
-    assert open_names(rechecker.desk.store) == {"bob"}
+    assert open_names(rechecker.services.store) == {"bob"}
     (update,) = standin.calls("chat.update")  # both rows are in one message: one update
     assert json.dumps(update.payload["blocks"]).count("*fixed* at") == 2
     assert rechecker.recheck_open().fixed == ()  # nothing more to close
 
 
 def test_an_account_the_bot_does_not_audit_answers_only_after_the_role_check(rechecker: Rechecker) -> None:
-    store = rechecker.desk.store
+    store = rechecker.services.store
     gone = "arn:aws:iam::999999999999:user/bob"
     store.sync_episodes("999999999999", [(gone, "bob")], datetime.now(UTC))  # an account no longer audited
     refused = rechecker.recheck("U0BOB0001", "999999999999", "bob")  # no link: nobody can say it is his
@@ -133,7 +132,7 @@ def test_an_account_the_bot_does_not_audit_answers_only_after_the_role_check(rec
 
 
 def test_a_recheck_must_concern_an_open_episode_the_store_knows(rechecker: Rechecker, demo_account: str) -> None:
-    store = rechecker.desk.store
+    store = rechecker.services.store
     ghost = rechecker.recheck(ADMIN, ACCOUNT, "ghost")  # no such IAM user: "no longer exists" must not say fixed
     assert ghost.outcome == "no_episode" and "nothing was re-checked" in ghost.text
     assert rechecker.recheck(ADMIN, ACCOUNT, "alice").outcome == "no_episode"  # compliant: nothing open
@@ -151,10 +150,10 @@ def test_a_recheck_must_concern_an_open_episode_the_store_knows(rechecker: Reche
 def test_the_dm_updated_is_the_one_the_store_knows_rebuilt_from_the_bots_data(
     rechecker: Rechecker, standin: SlackStandIn, demo_account: str
 ) -> None:
-    desk = rechecker.desk
-    assert Nudger(desk).nudge_user(ADMIN, ACCOUNT, "bob").outcome == "sent"
+    services = rechecker.services
+    assert Nudger(services).nudge_user(ADMIN, ACCOUNT, "bob").outcome == "sent"
     (dm,) = [p for p in standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]
-    stored = desk.store.last_dm("arn:aws:iam::123456789012:user/bob")
+    stored = services.store.last_dm("arn:aws:iam::123456789012:user/bob")
     assert stored is not None and stored.channel and stored.message_ts
     standin.clear()
     enable_mfa(demo_account, "bob")
@@ -190,11 +189,11 @@ def test_a_key_only_violation_is_fixed_only_when_mfa_is_on_or_the_key_is_gone(
     key = iam.create_access_key(UserName="ci")["AccessKey"]["AccessKeyId"]
     clock = Clock(datetime.now(UTC))
     config = config_for(standin, aws_endpoint_url=demo_account, mfa_scope="all")
-    desk = make_desk(store, standin, lambda: service.run_audit(config, now=clock()), clock=clock,
+    services = make_services(store, standin, lambda: service.run_audit(config, now=clock()), clock=clock,
                      aws_endpoint_url=demo_account, mfa_scope="all")  # fmt: skip
-    assert post_scheduled_digest(desk, clock()).ok
+    assert post_scheduled_digest(services, clock()).ok
     assert "ci" in open_names(store)
-    rechecker = Rechecker(desk, Roles(config.admin_user_ids))
+    rechecker = Rechecker(services)
     still = rechecker.recheck(ADMIN, ACCOUNT, "ci")
     assert still.outcome == "still_missing" and "active access key and no MFA device" in still.text
     assert rechecker.recheck_open().fixed == () and "ci" in open_names(store)

@@ -18,7 +18,6 @@ import pytest
 from bot.buttons import parse_nudge_all_value
 from bot.config import Config
 from bot.digest import (
-    Desk,
     account_routes,
     build_view,
     digest_channels,
@@ -30,6 +29,7 @@ from bot.messages.digest import digest_parts
 from bot.nudges import Nudger
 from bot.pacing import PacedSlack
 from bot.service import UNKNOWN_ACCOUNT, failed_account
+from bot.services import Services, build_services
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.fixtures_aws import MANAGEMENT, org_config
@@ -111,10 +111,14 @@ class Org:
     standin: SlackStandIn
     clock: Clock
 
-    def desk(self) -> Desk:
-        """A Desk as `serve` wires it (the recorded audit against the Organization); one per "process"."""
+    def services(self) -> Services:
+        """Services as `serve` wires them (the recorded audit against the Organization); one per "process".
+
+        Every audit is a new one (`recent_seconds=0`), as before the container.
+        """
         client = make_web_client(self.config)
-        return Desk.create(self.config, client, self.store, slack=PacedSlack.scaled(client, 1000), clock=self.clock)
+        slack = PacedSlack.scaled(client, 1000)
+        return build_services(self.config, client, self.store, slack, clock=self.clock, recent_seconds=0)
 
 
 @pytest.fixture
@@ -137,7 +141,7 @@ def test_summary_to_the_digest_channel_detail_to_each_account_channel_once_per_p
     org: Org, iam_proxy: IamProxy
 ) -> None:
     dev, sandbox = org.ids["dev"], org.ids["sandbox"]
-    first = post_scheduled_digest(org.desk(), org.clock())
+    first = post_scheduled_digest(org.services(), org.clock())
     assert first.ok and first.rows == 4  # bob, erin, ivan, dev-alice
     assert [(a.channel, a.posted, a.rows) for a in first.accounts] == [
         (DEV_CHANNEL, True, 1),
@@ -145,8 +149,8 @@ def test_summary_to_the_digest_channel_detail_to_each_account_channel_once_per_p
     ]
     assert iam_proxy.calls["AssumeRole"] == 3  # one audit run for every channel (dev, prod, sandbox)
 
-    again = post_scheduled_digest(org.desk(), org.clock())  # another process, same period
-    twice = post_scheduled_digest(org.desk(), org.clock())
+    again = post_scheduled_digest(org.services(), org.clock())  # another process, same period
+    twice = post_scheduled_digest(org.services(), org.clock())
     assert not again.posted and not twice.posted and again.reason.startswith("already")
     assert again.accounts == () and iam_proxy.calls["AssumeRole"] == 3  # nothing claimed: no audit either
     (main,) = posts(org.standin, MAIN)
@@ -179,10 +183,10 @@ def test_summary_to_the_digest_channel_detail_to_each_account_channel_once_per_p
 
 def test_a_nudged_row_is_updated_in_place_in_the_account_channel_too(org: Org) -> None:
     dev = org.ids["dev"]
-    desk = org.desk()
-    first = post_scheduled_digest(desk, org.clock())
+    services = org.services()
+    first = post_scheduled_digest(services, org.clock())
     dev_ts = first.accounts[0].message_ts
-    nudger = Nudger(desk)
+    nudger = Nudger(services)
     answer = nudger.nudge_user(ADMIN, dev, "dev-alice")
     assert answer.outcome == "sent"
     updates = {u.payload["channel"]: u for u in org.standin.accepted("chat.update")}
@@ -193,7 +197,7 @@ def test_a_nudged_row_is_updated_in_place_in_the_account_channel_too(org: Org) -
     )
 
     # the account channel's "Nudge all" queues that account's people only
-    latest = desk.recent_audit()
+    latest = services.recent_audit()
     assert nudger.enqueue_all(OTHER_ADMIN, latest, accounts=(org.ids["prod"],)).people == 0
     assert nudger.enqueue_all(OTHER_ADMIN, latest, accounts=(dev,)).people == 1
     assert nudger.enqueue_all(ADMIN, latest).people == 4  # bob, erin, ivan and dev-alice's people
@@ -207,9 +211,9 @@ def test_a_nudged_row_is_updated_in_place_in_the_account_channel_too(org: Org) -
 
 
 def test_a_manual_digest_goes_to_the_account_channels_too_under_its_own_period(org: Org) -> None:
-    scheduled = post_scheduled_digest(org.desk(), org.clock())
+    scheduled = post_scheduled_digest(org.services(), org.clock())
     org.clock.advance(minutes=5)
-    manual = post_manual_digest(org.desk(), ADMIN)
+    manual = post_manual_digest(org.services(), ADMIN)
     assert scheduled.posted and manual.posted and manual.period_key != scheduled.period_key
     assert [len(posts(org.standin, c)) for c in (MAIN, DEV_CHANNEL, SANDBOX_CHANNEL)] == [2, 2, 2]
     second = posts(org.standin, DEV_CHANNEL)[1]

@@ -18,7 +18,7 @@ from bot.digest import post_scheduled_digest
 from bot.scheduler import BotScheduler, ScheduledJobs, crontab_weekdays, digest_trigger, due_fire_time
 from bot.store import Store
 from tests.slack_standin import MEMBERS, SlackStandIn
-from tests.workflow_helpers import CHANNEL, Clock, account, config_for, make_desk, result, violator
+from tests.workflow_helpers import CHANNEL, Clock, account, config_for, make_services, result, violator
 
 REPO = Path(__file__).resolve().parents[1]
 FRIDAY_0930 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
@@ -116,13 +116,13 @@ def test_two_schedulers_starting_late_on_one_database_post_one_digest(store_url:
     schedulers = []
     try:
         for store in stores:
-            desk = make_desk(store, standin, audit, clock=Clock(FRIDAY_0930))
+            services = make_services(store, standin, audit, clock=Clock(FRIDAY_0930))
 
-            def digest(fire: datetime, desk=desk) -> None:
-                outcomes.append(post_scheduled_digest(desk, fire))
+            def digest(fire: datetime, services=services) -> None:
+                outcomes.append(post_scheduled_digest(services, fire))
                 done.wait(20)
 
-            scheduler = BotScheduler(desk.config, ScheduledJobs(digest=digest), clock=desk.clock)
+            scheduler = BotScheduler(services.config, ScheduledJobs(digest=digest), clock=services.clock)
             schedulers.append(scheduler)
         for scheduler in schedulers:
             scheduler.start()

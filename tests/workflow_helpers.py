@@ -1,4 +1,4 @@
-"""Builders shared by the digest, nudge and re-check tests: synthetic audits and a Desk on the stand-in."""
+"""Builders shared by the digest, nudge and re-check tests: synthetic audits and Services on the stand-in."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Config
-from bot.digest import Desk
-from bot.identity import IdentityChain, SlackDirectory
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
 from bot.pacing import PacedSlack
 from bot.service import record_result
+from bot.services import Services, build_services
 from bot.slack import make_web_client
 from bot.store import Store
 from tests.slack_standin import ADMIN, OTHER_ADMIN, SlackStandIn
@@ -99,27 +98,27 @@ def recorded(
     return run
 
 
-def make_desk(
+def make_services(
     store: Store,
     standin: SlackStandIn,
     audit: Callable[[], AuditResult],
     clock: Callable[[], datetime] | None = None,
     speed: float = 1000.0,
     **config: object,
-) -> Desk:
-    """A Desk on the stand-in, pacing `speed` times Slack's documented rates, with a recorded `audit`."""
+) -> Services:
+    """Services on the stand-in, pacing `speed` times Slack's documented rates, with a recorded `audit`.
+
+    Every audit is a new one (`recent_seconds=0`): a test sees each change it makes at once.
+    """
     clock = clock or Clock()
     cfg = config_for(standin, **config)
     client = make_web_client(cfg)
-    identity = IdentityChain(directory=SlackDirectory(client), email_domain=cfg.email_domain)
-    run = recorded(store, audit, clock)
-    return Desk.create(
+    return build_services(
         cfg,
         client,
         store,
         slack=PacedSlack.scaled(client, speed),
-        identity=identity,
-        fresh_audit=run,
-        recent_audit=run,
+        run_audit=recorded(store, audit, clock),
         clock=clock,
+        recent_seconds=0,
     )
