@@ -13,8 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.store.records import Episode
-from bot.store.store import ESCALATION_PREFIX
+from bot.models import Episode
+
+# Period keys of claims in the store's digests table that are not digests (one escalation per
+# violation episode): `Store.last_digest` never returns them.
+ESCALATION_PREFIX = "escalation:"
 
 
 @dataclass(frozen=True)

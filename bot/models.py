@@ -235,3 +235,17 @@ def violation_finding(arn: str, tags: dict[str, str] | None = None) -> UserFindi
         status="violation",
         tags=dict(tags or {}),
     )
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One stretch of time an IAM user violated the rule; open while `fixed_at` is None."""
+
+    id: int
+    arn: str
+    account_id: str
+    user_name: str
+    first_seen: datetime
+    last_seen: datetime
+    fixed_at: datetime | None
+    closed_as: str | None = None  # "exempted": it became exempt, not fixed (None: fixed, or open)

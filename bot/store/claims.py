@@ -12,13 +12,10 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from bot.escalation import ESCALATION_PREFIX
 from bot.store import schema as t
 from bot.store.base import CLAIM_LEASE, StoreBase, claim_row, lease_free, upsert, utc
 from bot.store.records import Digest, EventClaim
-
-# Period keys of claims in the digests table that are not digests (one escalation per violation
-# episode): `last_digest` never returns them.
-ESCALATION_PREFIX = "escalation:"
 
 logger = logging.getLogger("bot.store.store")
 

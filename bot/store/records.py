@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot import models
+from bot.models import Episode  # a domain record (bot.escalation reads it); the store returns it
 
 
 @dataclass(frozen=True)
@@ -22,20 +23,6 @@ class Scan:
     exempt: int
     grace: int
     error: str | None
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One stretch of time an IAM user violated the rule; open while `fixed_at` is None."""
-
-    id: int
-    arn: str
-    account_id: str
-    user_name: str
-    first_seen: datetime
-    last_seen: datetime
-    fixed_at: datetime | None
-    closed_as: str | None = None  # "exempted": it became exempt, not fixed (None: fixed, or open)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
+from bot.escalation import ESCALATION_PREFIX
 from bot.store import schema as t
 from bot.store.base import CLAIM_LEASE, SCHEDULER, StoreBase, process_identity, utc
-from bot.store.claims import ESCALATION_PREFIX, ClaimStore
+from bot.store.claims import ClaimStore
 from bot.store.db import open_engine
 from bot.store.episodes import EXEMPTED, EpisodeStore
 from bot.store.exemptions import ExemptionStore
