@@ -3,7 +3,9 @@
 `bot.services.Services` extends `Edges` with the workflows (nudges, re-checks, the App Home) and is
 the one object built at run time. The workflows (`bot.digest`, `bot.nudges`, `bot.recheck`,
 `bot.home_tab`) take that object typed as `Edges`, the part they use, so nothing they import
-leads back to them: the import graph has no cycle, not even through type hints.
+leads back to them: the import graph has no cycle, not even through type hints. What the digest does
+for the other workflows (`refresh_digest_rows`) is a method `Services` provides, so nudges, re-check
+and the event handler do not import the digest either.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -142,6 +144,14 @@ class Edges:
     def audited(self, result: AuditResult) -> AuditResult:
         """Called after each recorded audit with its result (`bot.services.Services` refreshes the App Homes)."""
         return result
+
+    def refresh_digest_rows(self, arns: Iterable[str]) -> int:
+        """chat.update the digest messages that list any of `arns`; how many were updated.
+
+        `bot.services.Services` does it (`bot.digest.rows.refresh_rows`), so the workflows that
+        call it (nudges, re-check, events) need not import the digest.
+        """
+        raise NotImplementedError("bot.services.Services updates the digest rows")
 
     def annotated(self, result: AuditResult) -> AuditResult:
         """The result with each user's Slack person filled (identity chain); aliases and key-only users remembered.

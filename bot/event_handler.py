@@ -22,7 +22,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import audit, aws, events, service
 from bot.config import Config
-from bot.digest.rows import refresh_rows
 from bot.events import IamEvent, IgnoredEvent, Plan
 from bot.identity import IdentityChain
 from bot.messages import alerts
@@ -252,7 +251,7 @@ class EventHandler:
             services.store.close_episode(episode.arn, services.clock(), closed_as=None if thank else EXEMPTED)
             self._step(event, done, "closed")
             try:
-                refresh_rows(services, [episode.arn])
+                services.refresh_digest_rows([episode.arn])
             except Exception:
                 logger.exception("could not update the digest rows after event %s", event.event_id)
         if not thank or person is None or "thanked" in done:

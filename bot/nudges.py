@@ -36,7 +36,6 @@ from urllib.error import URLError
 
 from slack_sdk.errors import SlackApiError
 
-from bot.digest.rows import refresh_rows
 from bot.messages.blocks import text_message
 from bot.messages.nudging import (
     nudge_all_queued_text,
@@ -232,7 +231,7 @@ class Nudger:
         if not dirty:
             return 0
         try:
-            return refresh_rows(self.services, dirty)
+            return self.services.refresh_digest_rows(dirty)
         except Exception:
             logger.exception("could not update the digest rows after nudges")
             return 0

@@ -24,7 +24,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bot import aws, service
 from bot.buttons import user_value
-from bot.digest.rows import refresh_rows
 from bot.messages.personal import dm_after_recheck, nudge_dm, recheck_missing, recheck_thanks
 from bot.messages.text import code, escape
 from bot.models import LiveState, violation_finding
@@ -232,7 +231,7 @@ class Rechecker:
 
     def _refresh(self, arns: Iterable[str]) -> None:
         try:
-            refresh_rows(self.services, arns)
+            self.services.refresh_digest_rows(arns)
         except Exception:
             logger.exception("could not update the digest rows after a re-check")
 

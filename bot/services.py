@@ -11,7 +11,7 @@ container in Bolt's `context["services"]`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from slack_sdk.web import WebClient
 
 from bot.config import Config
-from bot.digest.post import post_manual_digest
+from bot.digest.post import DigestOutcome, post_manual_digest
+from bot.digest.rows import refresh_rows
 from bot.edges import RECENT_AUDIT_SECONDS, Edges
 from bot.home_tab import HomeTab
 from bot.identity import IdentityChain, Roles
@@ -80,6 +81,14 @@ class Services(Edges):
             logger.info("no App Home refresh: the bot is stopping")
         return result
 
+    def refresh_digest_rows(self, arns: Iterable[str]) -> int:
+        """chat.update the digest messages that list any of `arns` (`bot.digest.rows.refresh_rows`)."""
+        return refresh_rows(self, arns)
+
+    def post_manual_digest(self, requested_by: str) -> DigestOutcome:
+        """Post a digest now under its own manual period key (`bot.digest.post.post_manual_digest`)."""
+        return post_manual_digest(self, requested_by)
+
 
 def _refresh_homes(home: HomeTab) -> None:
     try:
@@ -134,7 +143,7 @@ def post_digest_now(config: Config) -> int:
     with Store.open(config.database_url) as store:
         services = build_services(config, make_web_client(config), store)
         try:
-            outcome = post_manual_digest(services, "cli")
+            outcome = services.post_manual_digest("cli")
         finally:
             services.jobs.shutdown(wait=True)  # the App Home refresh after the audit, before the store closes
     if outcome.posted:

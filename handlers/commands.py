@@ -18,7 +18,6 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk.web import WebClient
 
 from bot import commands as grammar
-from bot.digest import post_manual_digest
 from bot.identity import slack_user_exists, user_email
 from bot.messages.audit import IdentityNote, audit_message, usage_for, usage_message, user_detail_message
 from bot.messages.blocks import CsvFile, Message, refusal_message, text_message
@@ -320,7 +319,7 @@ def _digest(services: Services, caller: str, respond: Responder) -> None:
         _answer(respond, text_message("DIGEST_CHANNEL is not set: nothing was posted."))
         return
     _answer(respond, text_message(":hourglass_flowing_sand: Posting the digest…"))
-    outcome = post_manual_digest(services, caller)
+    outcome = services.post_manual_digest(caller)
     accounts = "".join(f", <#{a.channel}>" for a in outcome.accounts if a.posted)
     if outcome.ok:
         text = f"The digest was posted to <#{config.digest_channel}> ({outcome.rows} rows){accounts}."
