@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from bot.models import ACCOUNT_ID, SCOPES, Scope
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"  # where HTTP mode takes Slack's signed requests (bot.server; bot.startup says it)
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 SECRET_SETTINGS = frozenset({"slack_bot_token", "slack_app_token", "slack_signing_secret", "aws_external_id"})

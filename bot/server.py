@@ -27,7 +27,7 @@ from slack_bolt.request import BoltRequest
 from slack_sdk.web import WebClient
 
 from bot.app import SIGNATURE_VERIFIED, SignatureCheck, create_app
-from bot.config import Config, ConfigError
+from bot.config import EVENTS_PATH, Config, ConfigError
 from bot.services import Services, build_services
 from bot.slack import check_tokens, make_web_client
 from bot.startup import log_startup
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 1_000_000  # Slack's requests are a few kilobytes; a digest's button payload stays far below
 BODY_TIMEOUT_SECONDS = 10.0  # a body that has not arrived whole by then gets 408

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from bot.config import Config
+from bot.config import EVENTS_PATH, Config
 
 logger = logging.getLogger("bot.startup")
 MAX_LISTED_ACCOUNTS = 5
@@ -38,7 +38,6 @@ def _digest(config: Config, now: datetime) -> str:
 
 def startup_facts(config: Config, now: datetime | None = None) -> list[str]:
     """The facts an operator checks first, one line each: mode, accounts, digest, events, database."""
-    from bot.server import EVENTS_PATH
     from bot.store import mask_url
 
     mode = "Socket Mode" if config.socket_mode else f"HTTP on port {config.port} (POST {EVENTS_PATH})"
