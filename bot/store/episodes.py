@@ -100,6 +100,7 @@ class EpisodeStore(StoreBase):
             closed += [_episode(row) for row in conn.execute(close.returning(*t.episodes.c))]
 
         def by_arn(episodes: list[Episode]) -> list[Episode]:
+            """Sorted by ARN (a stable order for callers and tests)."""
             return sorted(episodes, key=lambda e: e.arn)
 
         return EpisodeChanges(opened=by_arn(opened), continued=by_arn(continued), closed=by_arn(closed))
