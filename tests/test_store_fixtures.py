@@ -12,6 +12,8 @@ import pytest
 from tests.fixtures_db import PG_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
+# serially, no cache written in the repo, no Hypothesis plugin (its summary alone costs a second and a half)
+NO_EXTRAS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 TWO_STORE_TESTS = ("tests/test_store.py::test_links", "tests/test_store.py::test_failed_scan_leaves_episodes_open")
 
 
@@ -20,7 +22,7 @@ def _run_links_test(pg_url: str | None) -> subprocess.CompletedProcess[str]:
     if pg_url is not None:
         env[PG_ENV] = pg_url
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0", *TWO_STORE_TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-n", "0", *NO_EXTRAS, *TWO_STORE_TESTS],
         cwd=ROOT,
         env=env,
         capture_output=True,
