@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.buttons import NUDGE_ACTION, NUDGE_ALL_ACTION, RECHECK_ACTION, parse_nudge_all_value, parse_user_value
+from bot.buttons import NUDGE_ACTION, NUDGE_ALL_ACTION, RECHECK_ACTION, parse_nudge, parse_nudge_all, parse_recheck
 from bot.messages.blocks import REFUSAL, text_message
 from bot.services import Services, report_failure
 from bot.slack import Responder, make_responder
@@ -112,11 +112,11 @@ def run_nudge(services: Services, body: Mapping[str, Any]) -> None:
     clicker = _admin_only(services, body, "nudge", respond)
     if clicker is None:
         return
-    parsed = parse_user_value(_value(body))
-    if parsed is None:
+    target = parse_nudge(_value(body))
+    if target is None:
         _tell(respond, "That button does not name an IAM user: nothing was sent.")
         return
-    answer = services.nudger.nudge_user(clicker, *parsed)
+    answer = services.nudger.nudge_user(clicker, target.account_id, target.user_name)
     _tell(respond, answer.text)
 
 
@@ -126,7 +126,11 @@ def run_nudge_all(services: Services, body: Mapping[str, Any]) -> None:
     clicker = _admin_only(services, body, "nudge_all", respond)
     if clicker is None:
         return
-    accounts = parse_nudge_all_value(_value(body))  # an account channel's digest: its accounts only
+    scope = parse_nudge_all(_value(body))  # an account channel's digest: its accounts only
+    if scope is None:
+        _tell(respond, "That button does not name a digest's accounts: nothing was sent.")
+        return
+    accounts = scope.accounts or None  # None: every account
     notify_url = str(body.get("response_url") or "") or None  # the "finished" notice goes there, kept with the batch
     queued = services.nudger.enqueue_all(clicker, notify_url=notify_url, accounts=accounts)
     _tell(respond, queued.text)
@@ -141,11 +145,11 @@ def run_recheck(services: Services, body: Mapping[str, Any]) -> None:
     """
     respond = _responder(body, services)
     clicker = _clicker(body)
-    parsed = parse_user_value(_value(body))
-    if parsed is None:
+    target = parse_recheck(_value(body))
+    if target is None:
         _tell(respond, "I cannot re-check this one: ask an admin to run `/mfa-check user NAME`.")
         return
-    answer = services.rechecker.recheck(clicker, *parsed)
+    answer = services.rechecker.recheck(clicker, target.account_id, target.user_name)
     in_a_message = (body.get("container") or {}).get("type") == "message"
     if answer.outcome != "fixed" or not answer.dm_updated or not in_a_message:  # the Home shows it at its top
         _tell(respond, answer.text)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.buttons import nudge_all_value, user_value
 from bot.digest import (
     DigestOutcome,
     build_view,
@@ -83,9 +84,10 @@ def test_nudge_buttons_only_for_rows_with_a_person_and_one_nudge_all() -> None:
     view = DigestView("MFA digest", (DigestAccount(ACCOUNT, "acme", None, "MFA on", False, 2),), rows, 0, 0)
     blocks = [b.to_dict() for b in digest_parts(view)[0].blocks]
     buttons = [b["accessory"] for b in blocks if b.get("accessory")]
-    assert buttons == [{"type": "button", "action_id": "nudge", "value": f"{ACCOUNT}:bob", "text": buttons[0]["text"]}]
+    value = user_value(ACCOUNT, "bob")
+    assert buttons == [{"type": "button", "action_id": "nudge", "value": value, "text": buttons[0]["text"]}]
     actions = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
-    assert [(a["action_id"], a["value"]) for a in actions] == [("nudge_all", "all")]
+    assert [(a["action_id"], a["value"]) for a in actions] == [("nudge_all", nudge_all_value())]
 
 
 def test_a_failed_account_is_an_error_never_clean_and_root_mfa_is_shown_per_account() -> None:

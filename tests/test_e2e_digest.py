@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.buttons import user_value
 from bot.demo import demo_client, seed_demo_account
 from bot.store import Store
 from tests.bot_process import bot_env, due_now, serve_process, wait_until
@@ -97,7 +98,7 @@ def test_digest_nudge_refusal_cooldown_fix_and_recheck_end_to_end(moto_url: str,
         steps = text_of(dm)
         assert "https://acme-demo.signin.aws.amazon.com/console" in steps
         assert "aws iam create-virtual-mfa-device" in steps and "two consecutive codes" in steps
-        assert '"action_id": "recheck"' in steps and f"{ACCOUNT}:bob" in steps
+        assert '"action_id": "recheck"' in steps and json.dumps(user_value(ACCOUNT, "bob")) in steps
         nudged = standin.wait_for(lambda: to(CHANNEL, "chat.update")(standin), 20)
         assert f"_nudged by <@{ADMIN}> at" in text_of(nudged[-1])
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bot.buttons import user_value
 from bot.config import Config
 from bot.demo import demo_client
 from bot.event_handler import EventHandler
@@ -109,12 +110,12 @@ def test_a_new_console_password_without_mfa_dms_the_person_and_alerts_once(realt
     rt.drain()
 
     (dm,) = rt.posts("U0FRANK01")
-    assert "Please turn on MFA" in text_of(dm) and f"{ACCOUNT}:frank" in text_of(dm)
+    assert "Please turn on MFA" in text_of(dm) and json.dumps(user_value(ACCOUNT, "frank")) in text_of(dm)
     (alert,) = rt.posts(ALERTS)
     text = text_of(alert)
     assert "New MFA violation" in text and "`frank` in acme-demo (123456789012) · <@U0FRANK01>" in text
     assert "a console password was created by `" + ADMIN_ARN + "`" in text
-    assert '"action_id": "nudge"' in text and f'"value": "{ACCOUNT}:frank"' in text
+    assert '"action_id": "nudge"' in text and f'"value": {json.dumps(user_value(ACCOUNT, "frank"))}' in text
     assert "DM sent with the set-up steps" in text and "ev-frank-1" in text
     assert [e.user_name for e in rt.store.open_episodes() if e.user_name == "frank"] == ["frank"]
     assert rt.store.event_claim("ev-frank-1").handled

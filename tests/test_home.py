@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from bot.buttons import RECHECK_ACTION
+from bot.buttons import RECHECK_ACTION, user_value
 from bot.home import (
     HOME_AUDIT_ACTION,
     HOME_DIGEST_ACTION,
@@ -90,7 +90,7 @@ def test_a_person_sees_each_iam_user_with_status_account_days_and_a_recheck_butt
     assert rows[1].startswith("*`bob-ops`*") and "grace period until 2026-11-29: new password" in rows[1]
     assert rows[2] == f"*`bob-admin`* in {LABEL}: :white_check_mark: MFA on (virtual)"
     rechecks = [b for b in buttons(view) if b["action_id"] == RECHECK_ACTION]
-    assert [b["value"] for b in rechecks] == [f"{ACCOUNT}:bob"]  # the DM's button, on the open violation only
+    assert [b["value"] for b in rechecks] == [user_value(ACCOUNT, "bob")]  # the DM's button, on the open violation only
     assert "All set" not in text
     assert "id_credentials_mfa_enable.html" in text and "/mfa-check me" in text  # the set-up steps
     assert "From the audit of 2026-11-27 08:48 UTC (12 min ago)" in text

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bot.buttons import RECHECK_ACTION
+from bot.buttons import RECHECK_ACTION, user_value
 from bot.demo import demo_client
 from bot.home import HOME_AUDIT_ACTION, HOME_DIGEST_ACTION, MAX_OWN_ROWS
 from bot.models import AccountFindings, AuditResult, RootStatus, UserFinding
@@ -90,7 +90,7 @@ def test_a_person_sees_their_iam_user_from_the_last_audit_without_any_aws_call(
     text = text_of(view)
     assert "*`bob`* in acme-demo (123456789012): :x: console password *without MFA* · open since today" in text
     (recheck,) = [b for b in buttons(view) if b["action_id"] == RECHECK_ACTION]
-    assert recheck["value"] == f"{DEMO}:bob"
+    assert recheck["value"] == user_value(DEMO, "bob")
     assert "All set" not in text and "erin" not in text and "ivan" not in text  # only their own
     assert HOME_AUDIT_ACTION not in text and "admins" not in text
     assert home_app.services.store is not None and home_app.services.store.recent_home_openers(

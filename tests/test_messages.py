@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from slack_sdk.models.blocks import HeaderBlock, SectionBlock
 
-from bot.buttons import parse_user_value, user_value
+from bot.buttons import UserRef, parse_nudge, parse_recheck, user_value
 from bot.messages.audit import (
     COUNTED,
     LISTED,
@@ -235,7 +235,7 @@ def test_violation_rows_with_buttons_for_the_digest() -> None:
     block = digest_row_block(DigestRow(bob.arn, ACCOUNT, "acme", "bob", bob.slack_user_id, 3))
     block.validate_json()
     assert block.accessory.action_id == "nudge"
-    assert parse_user_value(block.accessory.value) == (ACCOUNT, "bob")
+    assert parse_nudge(block.accessory.value) == UserRef(ACCOUNT, "bob")
 
 
 def test_personal_message_has_console_and_cli_steps() -> None:
@@ -310,9 +310,10 @@ def test_iam_names_are_escaped_inside_the_cli_code_block() -> None:
 
 
 def test_button_values_must_name_an_account_id_and_an_iam_user() -> None:
-    assert parse_user_value("123456789012:bob") == ("123456789012", "bob")
+    assert parse_recheck("123456789012:bob") == UserRef("123456789012", "bob")  # as posted before the JSON values
+    assert parse_recheck(user_value("123456789012", "bob")) == UserRef("123456789012", "bob")
     for forged in ("<!here>:bob", "123456789012:<!channel>", "12345:bob", "123456789012:", "123456789012:a b"):
-        assert parse_user_value(forged) is None
+        assert parse_recheck(forged) is None and parse_nudge(forged) is None
 
 
 def test_bidi_controls_are_removed_from_everything_rendered() -> None:
@@ -444,13 +445,13 @@ def test_partly_fixed_says_which_are_done_and_asks_only_for_the_rest() -> None:
 def test_the_dm_as_slack_holds_it_is_updated_row_by_row_then_becomes_a_thank_you() -> None:
     sent = nudge_dm("U0BOB0001", [user("bob"), user("bob2")], {ACCOUNT: "acme"}).blocks_json()
     assert "Please turn on MFA" in _dm_text(sent)
-    once = dm_after_recheck(sent, f"{ACCOUNT}:bob", recheck_thanks("bob", "acme"))
+    once = dm_after_recheck(sent, f"{ACCOUNT}:bob", recheck_thanks("bob", "acme"))  # a value in the old form
     text = _dm_text(once)
     assert "Almost there: MFA still needed for 1 IAM user" in text and "Please turn on" not in text
     assert "Hi <@U0BOB0001>, thank you: `bob` is done" in text and "for `bob2`" in text
     assert "these 2 IAM users" not in text and "*Thank you!* `bob` in acme" in text
-    assert [b["accessory"]["value"] for b in once if b.get("accessory")] == [f"{ACCOUNT}:bob2"]
-    twice = dm_after_recheck(once, f"{ACCOUNT}:bob2", recheck_thanks("bob2", "acme"))
+    assert [b["accessory"]["value"] for b in once if b.get("accessory")] == [user_value(ACCOUNT, "bob2")]
+    twice = dm_after_recheck(once, user_value(ACCOUNT, "bob2"), recheck_thanks("bob2", "acme"))
     text = _dm_text(twice)
     assert twice[0]["text"]["text"] == "Thank you: MFA is on"
     assert "`bob` in acme" in text and "`bob2` in acme" in text and "nothing left to do" in text

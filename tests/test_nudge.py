@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from slack_sdk.web import WebClient
 
+from bot.buttons import user_value
 from bot.digest import post_scheduled_digest
 from bot.messages.nudging import nudge_batch_done_text
 from bot.messages.personal import nudge_dm
@@ -50,8 +51,8 @@ def test_the_dm_has_sign_in_url_console_and_cli_steps_permission_and_a_recheck_p
         assert action in text
     buttons = [b.to_dict()["accessory"] for b in message.blocks if getattr(b, "accessory", None)]
     assert [(b["action_id"], b["value"]) for b in buttons] == [
-        ("recheck", f"{ACCOUNT}:bob"),
-        ("recheck", f"{OTHER_ACCOUNT}:bob"),
+        ("recheck", user_value(ACCOUNT, "bob")),
+        ("recheck", user_value(OTHER_ACCOUNT, "bob")),
     ]
     assert f"<@{ADMIN}>" in text
 

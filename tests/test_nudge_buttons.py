@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.buttons import NudgeAllScope, parse_nudge, parse_nudge_all
 from bot.config import Config
 from bot.demo import demo_client
 from bot.digest import post_manual_digest
@@ -54,18 +55,32 @@ def digest_message(bot: ServedApp) -> dict:
     return {"ts": store.last_digest(CHANNEL).message_ts, "blocks": posted.payload["blocks"]}
 
 
+def button_value(message: dict, action_id: str, user_name: str | None = None) -> str:
+    """The value of a button of the posted message, as Slack hands it back on a click."""
+    for block in message["blocks"]:
+        for element in [block.get("accessory") or {}, *block.get("elements", [])]:
+            if element.get("action_id") != action_id:
+                continue
+            target = parse_nudge(element["value"])
+            if user_name is None or (target is not None and target.user_name == user_name):
+                return str(element["value"])
+    raise AssertionError(f"no {action_id} button for {user_name}")
+
+
 def test_nudge_button_admin_dm_then_cooldown_non_admin_refused(bot: ServedApp) -> None:
     message = digest_message(bot)
-    sent = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))
+    value = button_value(message, "nudge", "bob")
+    assert json.loads(value) == {"v": 1, "a": ACCOUNT, "u": "bob"}
+    sent = answer(bot, click(bot, "nudge", value, ADMIN, message=message))
     assert "DM sent to <@U0BOB0001>" in sent["text"]
     dms = [p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]
     assert len(dms) == 1 and "aws iam enable-mfa-device" in json.dumps(dms[0].payload["blocks"])
     update = bot.standin.wait_for(lambda: bot.standin.calls("chat.update"))[0]
     assert update.payload["ts"] == message["ts"] and f"_nudged by <@{ADMIN}> at" in json.dumps(update.payload)
 
-    refused = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", NOBODY, message=message))
+    refused = answer(bot, click(bot, "nudge", value, NOBODY, message=message))
     assert "Only MFA-bot admins" in refused["text"] and "bob" not in json.dumps(refused)
-    again = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))
+    again = answer(bot, click(bot, "nudge", f"{ACCOUNT}:bob", ADMIN, message=message))  # a button posted before
     assert "Skipped: <@U0BOB0001> was last nudged at" in again["text"] and f"by <@{ADMIN}>" in again["text"]
     assert len([p for p in bot.standin.calls("chat.postMessage") if p.payload["channel"] == "U0BOB0001"]) == 1
     store = bot.services.store
@@ -75,14 +90,35 @@ def test_nudge_button_admin_dm_then_cooldown_non_admin_refused(bot: ServedApp) -
 
 def test_nudge_all_button_queues_and_the_worker_sends_one_dm_per_person(bot: ServedApp) -> None:
     message = digest_message(bot)
-    queued = answer(bot, click(bot, "nudge_all", "all", ADMIN, message=message))
+    value = button_value(message, "nudge_all")
+    assert parse_nudge_all(value) == NudgeAllScope(())  # every account
+    queued = answer(bot, click(bot, "nudge_all", value, ADMIN, message=message))
     assert "Queued 3 DMs (3 IAM users)" in queued["text"]
     assert bot.services.nudger is not None
     NudgeWorker(bot.services.nudger).run_until_idle()
     dms = sorted(p.payload["channel"] for p in bot.standin.calls("chat.postMessage") if p.payload["channel"][0] == "U")
     assert dms == ["U0BOB0001", "U0ERIN001", "U0IVAN001"]
-    refused = answer(bot, click(bot, "nudge_all", "all", NOBODY, message=message))
+    refused = answer(bot, click(bot, "nudge_all", "all", NOBODY, message=message))  # a button posted before
     assert "Only MFA-bot admins" in refused["text"]
+
+
+HOSTILE = ['{"v":1,"a":"123456789012","u":"bob"', '{"v":2,"a":"123456789012","u":"bob"}', '{"v":1,"s":[1]}', "x" * 5000]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_button_value_the_bot_did_not_write_is_answered_in_one_line_and_changes_nothing(
+    bot: ServedApp, value: str
+) -> None:
+    message = digest_message(bot)
+    bot.standin.clear()
+    nudge = answer(bot, click(bot, "nudge", value, ADMIN, message=message))
+    assert nudge["text"] == "That button does not name an IAM user: nothing was sent."
+    every = answer(bot, click(bot, "nudge_all", value, ADMIN, message=message))
+    assert every["text"] == "That button does not name a digest's accounts: nothing was sent."
+    recheck = answer(bot, click(bot, "recheck", value, ADMIN, "D0BOB0001", message=message))
+    assert recheck["text"].startswith("I cannot re-check this one")
+    assert bot.services.nudger is not None and NudgeWorker(bot.services.nudger).run_until_idle() == []
+    assert not bot.standin.calls("chat.postMessage") and not bot.standin.calls("chat.update")
 
 
 def test_slash_nudge_name_and_nudge_all_do_what_the_buttons_do(bot: ServedApp) -> None:

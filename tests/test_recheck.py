@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot import service
+from bot.buttons import user_value
 from bot.demo import demo_client
 from bot.digest import post_scheduled_digest
 from bot.models import LiveState, MfaDevice
@@ -97,8 +98,8 @@ def test_fixed_closes_the_episode_and_marks_the_digest_row_fixed(
     (update,) = standin.calls("chat.update")
     text = json.dumps(update.payload["blocks"], ensure_ascii=False)
     assert ":white_check_mark: *fixed* at" in text and "<@U0BOB0001> · `bob`" in text
-    assert '"value": "123456789012:bob"' not in text  # no Nudge button on a fixed row
-    assert '"value": "123456789012:erin"' in text
+    assert f'"value": {json.dumps(user_value(ACCOUNT, "bob"))}' not in text  # no Nudge button on a fixed row
+    assert f'"value": {json.dumps(user_value(ACCOUNT, "erin"))}' in text
     (trail,) = rechecker.services.store.actions(action="recheck")
     assert (trail.actor, trail.outcome) == ("U0BOB0001", "fixed")
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.buttons import parse_nudge_all_value
+from bot.buttons import NudgeAllScope, nudge_all_value, parse_nudge_all, user_value
 from bot.config import Config
 from bot.digest import (
     account_routes,
@@ -75,9 +75,9 @@ def test_an_account_channel_shows_its_accounts_only_and_a_missing_or_failed_one_
     assert [r.user_name for r in view.rows] == ["eve"] and view.scope == (OTHER_ACCOUNT,)
     lead = [b.to_dict() for b in digest_parts(view)[0].blocks]
     values = [e["value"] for b in lead if b["type"] == "actions" for e in b["elements"]]
-    assert values == [f"accounts:{OTHER_ACCOUNT}"]  # its Nudge all nudges its own account only
-    assert parse_nudge_all_value(values[0]) == (OTHER_ACCOUNT,)
-    assert parse_nudge_all_value("all") is None
+    assert values == [nudge_all_value([OTHER_ACCOUNT])]  # its Nudge all nudges its own account only
+    assert parse_nudge_all(values[0]) == NudgeAllScope((OTHER_ACCOUNT,))
+    assert parse_nudge_all(nudge_all_value()) == NudgeAllScope(())  # every account
 
     # an account the run did not audit at all, or the whole run failing: an error, never clean
     missing = build_view(scoped_result(found, ["999999999999"]), {}, NOW, "UTC", scope=["999999999999"])
@@ -167,7 +167,8 @@ def test_summary_to_the_digest_channel_detail_to_each_account_channel_once_per_p
     assert f"MFA digest · acme-dev ({dev}) ·" in text
     assert f"<@U0DEVAL01> · `dev-alice` in acme-dev ({dev})" in text and f"acme-dev ({dev}): root" in text
     assert "`bob`" not in text and MANAGEMENT not in text and sandbox not in text
-    assert f'"value": "{dev}:dev-alice"' in text and f'"value": "accounts:{dev}"' in text
+    assert f'"value": {json.dumps(user_value(dev, "dev-alice"))}' in text
+    assert f'"value": {json.dumps(nudge_all_value([dev]))}' in text
 
     text = text_of(failed)
     assert f"sandbox ({sandbox}) could not be audited" in text and "AccessDenied" in text

@@ -24,7 +24,6 @@ from bot import buttons
 from bot.messages.blocks import mrkdwn, pack_lines
 from bot.messages.text import (
     MAX_BLOCKS,
-    MAX_BUTTON_VALUE,
     MAX_FALLBACK_CHARS,
     MAX_HEADER_CHARS,
     MAX_LINE_CHARS,
@@ -276,7 +275,7 @@ def _digest_lead(view: DigestView) -> list[Block]:
     ]
     people = {r.slack_user_id for r in view.rows if r.slack_user_id}
     value = buttons.nudge_all_value(view.scope)
-    if people and len(value) <= MAX_BUTTON_VALUE:
+    if people and value is not None:  # a scope too long for a button value: no "Nudge all" button
         confirm = ConfirmObject(
             title="Nudge everyone?",
             text=f"DM {plural(len(people), 'person', 'people')} their MFA set-up steps "

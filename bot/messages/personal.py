@@ -303,7 +303,7 @@ def dm_after_recheck(blocks: Sequence[Mapping], value: str, thanks: str) -> list
     ]
     if not remaining:
         return dm_all_fixed(done).blocks_json()
-    names = [parsed[1] for parsed in map(buttons.parse_user_value, remaining) if parsed]
+    names = [ref.user_name for ref in map(buttons.parse_recheck, remaining) if ref]
     done_names = [m.group(1) for m in (re.search(r"`([^`]+)`", line) for line in done) if m]
     recipient = _dm_recipient(blocks)
     for index, block in enumerate(updated[:2]):
@@ -316,9 +316,13 @@ def dm_after_recheck(blocks: Sequence[Mapping], value: str, thanks: str) -> list
 
 
 def _is_row(block: Mapping, value: str) -> bool:
-    """Whether `block` is the DM row whose re-check button carries `value`."""
+    """Whether `block` is the DM row whose re-check button names the IAM user `value` names (in any encoding)."""
     accessory = block.get("accessory") or {}
-    return accessory.get("action_id") == buttons.RECHECK_ACTION and accessory.get("value") == value
+    if accessory.get("action_id") != buttons.RECHECK_ACTION:
+        return False
+    own = str(accessory.get("value", ""))
+    named = buttons.parse_recheck(own)
+    return own == value or (named is not None and named == buttons.parse_recheck(value))
 
 
 def _dm_recipient(blocks: Sequence[Mapping]) -> str | None:
