@@ -11,7 +11,10 @@ check --json` as its own process (interpreter start, imports, store, JSON), ever
 credential report cold before each run (GenerateCredentialReport answers STARTED), and a stand-in
 that closes every connection (as moto's own server does: a new TCP connection per call).
 
-    python -m benchmarks.accounts [--accounts 50] [--users 200] [--delay-ms 100] [--worst-case]
+    python -m benchmarks.accounts [--accounts 50] [--users 200] [--delay-ms 100] [--worst-case [--runs 3] [--profile]]
+
+`--runs N` repeats the worst case N times (1 and 8 alternating) and compares the medians; `--profile`
+adds where the bot's CPU goes per account (benchmarks/cpu_profile.py, one process 8 at a time).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-from benchmarks.process import AwsStandIn, CheckRun, aws_stand_in, load_average, run_check  # noqa: E402
+from benchmarks.cpu_profile import profile_check  # noqa: E402
+from benchmarks.process import AwsStandIn, CheckRun, aws_stand_in, load_average, median, run_check  # noqa: E402
 from bot import service  # noqa: E402
 from bot.config import Config  # noqa: E402
 from bot.demo import DEMO_REGION, add_user, demo_client, role_client  # noqa: E402
@@ -45,46 +49,62 @@ def seed_account(moto_url: str, account_id: str, users: int, console: int, viola
     return {(account_id, f"u{i:04d}") for i in range(violators)}
 
 
+def _organization_env(stand_in: AwsStandIn, concurrency: int) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": stand_in.proxy_url,
+        "AWS_ORGANIZATION": "true",
+        "AWS_ROLE_NAME": ROLE,
+        "AWS_MAX_CONCURRENCY": str(concurrency),
+    }
+
+
 def whole_process(stand_in: AwsStandIn, concurrency: int, database_url: str) -> tuple[float, float, CheckRun]:
     """One `python -m bot check --json` over the organization, every report cold: (wall, stand-in CPU, run)."""
     stand_in.cold_report()
     stand_in.stats(reset=True)
     cpu_aws = stand_in.cpu_seconds()
-    env = {
-        "AWS_ENDPOINT_URL": stand_in.proxy_url,
-        "AWS_ORGANIZATION": "true",
-        "AWS_ROLE_NAME": ROLE,
-        "AWS_MAX_CONCURRENCY": str(concurrency),
-        "DATABASE_URL": database_url,
-    }
-    check = run_check(env)
+    check = run_check({**_organization_env(stand_in, concurrency), "DATABASE_URL": database_url})
     return check.wall, stand_in.cpu_seconds() - cpu_aws, check
 
 
-def worst_case(stand_in: AwsStandIn, expected: set[tuple[str, str]]) -> int:
-    """Whole process, cold reports, a closing stand-in: 1 account at a time against 8."""
-    runs = {}
+def worst_case(stand_in: AwsStandIn, expected: set[tuple[str, str]], runs: int = 1, profile: bool = False) -> int:
+    """Whole process, cold reports, a closing stand-in: 1 account at a time against 8, `runs` times
+    each (alternating), medians compared; `profile` adds the bot's CPU per account."""
+    walls: dict[int, list[float]] = {1: [], 8: []}
+    findings_seen: dict[int, set[tuple[str, str, str]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{tmp}/bot.db"
         run_check({"DATABASE_URL": database_url}, ("migrate",))  # the store's schema, once: both runs alike
-        for concurrency in (1, 8):
-            print(f"load average: {load_average()}")
-            wall, cpu_aws, check = whole_process(stand_in, concurrency, database_url)
-            stats = stand_in.stats()
-            accounts = (check.document or {}).get("accounts", [])
-            findings = {(a["account_id"], u["user_name"], u["status"]) for a in accounts for u in a["users"]}
-            found = {(a, n) for a, n, status in findings if status == "violation"}
-            errors = [a["error"] for a in accounts if a["error"]]
-            runs[concurrency] = (wall, findings)
-            print(f"check --json, AWS_MAX_CONCURRENCY={concurrency}: {wall:.1f}s wall; CPU bot {check.cpu:.1f}s, "
-                  f"AWS stand-in {cpu_aws:.1f}s; {sum(stats['calls'].values())} calls "
-                  f"(the proxy saw {stats['max_keys_in_flight']} credentials at once); {len(accounts)} accounts, "
-                  f"{len(found)} violators, {len(errors)} errors, exit {check.exit_code}")  # fmt: skip
-            if errors or found != expected:
-                print(f"FAIL: errors {errors[:3]}, violators match seeded: {found == expected} {check.stderr[-300:]}")
-                return 1
-    ratio = runs[1][0] / runs[8][0]
-    same = runs[1][1] == runs[8][1]
+        for run in range(runs):
+            for concurrency in (1, 8):
+                print(f"load average: {load_average()}")
+                wall, cpu_aws, check = whole_process(stand_in, concurrency, database_url)
+                stats = stand_in.stats()
+                accounts = (check.document or {}).get("accounts", [])
+                findings = {(a["account_id"], u["user_name"], u["status"]) for a in accounts for u in a["users"]}
+                found = {(a, n) for a, n, status in findings if status == "violation"}
+                errors = [a["error"] for a in accounts if a["error"]]
+                walls[concurrency].append(wall)
+                if findings_seen.setdefault(concurrency, findings) != findings:
+                    print(f"FAIL: run {run + 1} at {concurrency} found other findings than run 1")
+                    return 1
+                print(f"check --json, AWS_MAX_CONCURRENCY={concurrency}: {wall:.1f}s wall; CPU bot {check.cpu:.1f}s, "
+                      f"AWS stand-in {cpu_aws:.1f}s; {sum(stats['calls'].values())} calls "
+                      f"(the proxy saw {stats['max_keys_in_flight']} credentials at once); {len(accounts)} accounts, "
+                      f"{len(found)} violators, {len(errors)} errors, exit {check.exit_code}")  # fmt: skip
+                if errors or found != expected:
+                    print(f"FAIL: errors {errors[:3]}, violators match seeded: {found == expected} "
+                          f"{check.stderr[-300:]}")  # fmt: skip
+                    return 1
+        if profile:
+            env = {**_organization_env(stand_in, 8), "DATABASE_URL": database_url}
+            per_account = profile_check(env, before_each=stand_in.cold_report)
+            accounts_audited = len({account for account, _, _ in findings_seen[8]})
+            print("\n".join(per_account.lines(per=accounts_audited, unit="account")))
+    one, eight = median(walls[1]), median(walls[8])
+    ratio = one / eight
+    same = findings_seen[1] == findings_seen[8]
+    print(f"worst case, medians of {runs}: {one:.1f}s one at a time, {eight:.1f}s eight at a time")
     print(f"worst case, speed-up with 8 accounts at a time: {ratio:.1f}x (target >= 5x); same findings: {same}")
     ok = ratio >= 5 and same
     print("PASS" if ok else "FAIL")
@@ -99,6 +119,8 @@ def main() -> int:
     parser.add_argument("--violators", type=int, default=20)
     parser.add_argument("--delay-ms", type=float, default=100.0)
     parser.add_argument("--worst-case", action="store_true", help="whole process, cold reports, closed connections")
+    parser.add_argument("--runs", type=int, default=1, help="worst case: runs of each concurrency (medians)")
+    parser.add_argument("--profile", action="store_true", help="worst case: the bot's CPU per account (cProfile)")
     args = parser.parse_args()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
@@ -121,7 +143,7 @@ def main() -> int:
         print(f"seeded {args.accounts} accounts x {args.users} users ({args.violators} violators each) "
               f"in {time.perf_counter() - started:.0f}s; delay {args.delay_ms:g} ms a call")  # fmt: skip
         if args.worst_case:
-            return worst_case(stand_in, expected)
+            return worst_case(stand_in, expected, args.runs, args.profile)
 
         base = Config(aws_endpoint_url=proxy_url, aws_organization=True, aws_role_name=ROLE)
         # Warm-up: every account's credential report is generated once, so both measured runs find

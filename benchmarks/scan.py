@@ -16,7 +16,11 @@ SQLite database (created and migrated) and again on that warm one; the medians o
 of each, and their ratios to the naive scan (targets: fresh >= 25x, warm >= 30x).
 
     python -m benchmarks.scan [--users 1000] [--console 700] [--violators 100] [--hardware 50] [--delay-ms 25] \
-        [--runs 3]
+        [--runs 3] [--profile]
+
+`--profile` adds where one whole process spends its CPU (benchmarks/cpu_profile.py): by category
+(imports, client creation, signing, response parsing, HTTP, the audit, the store, the output),
+and its slowest imports under `python -X importtime`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from botocore.exceptions import ClientError
 
+from benchmarks.cpu_profile import profile_check
 from benchmarks.process import load_average, median, run_check
 from bot import service
 from bot.config import Config
@@ -103,6 +108,7 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=25.0)
     parser.add_argument("--skip-naive", action="store_true", help="only the project's scan")
     parser.add_argument("--runs", type=int, default=3, help="whole-process runs of each kind (0: none)")
+    parser.add_argument("--profile", action="store_true", help="also profile one whole process (warm database)")
     args = parser.parse_args()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
@@ -129,6 +135,11 @@ def main() -> int:
             print("  calls: " + ", ".join(f"{k}={v}" for k, v in sorted(scan_calls.items())))
             ok = found == expected and sum(scan_calls.values()) <= budget and pages >= 3
             whole = whole_process_runs(proxy.url, args.runs, expected) if args.runs else {}
+            if args.profile:
+                with tempfile.TemporaryDirectory() as tmp:
+                    env = {"AWS_ENDPOINT_URL": proxy.url, "DATABASE_URL": f"sqlite:///{tmp}/profile.db"}
+                    run_check(env, ("migrate",))
+                    print("\n".join(profile_check(env, before_each=forget_credential_reports).lines()))
             for kind, walls in whole.items():
                 print(f"whole process ({kind} database): {median(walls):.2f}s median of {len(walls)} "
                       f"(in-process audit {scan_wall:.2f}s)")  # fmt: skip

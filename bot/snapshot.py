@@ -16,7 +16,7 @@ import typing
 from datetime import datetime
 from typing import Any
 
-from bot.models import AccountFindings
+from bot.models import AccountFindings, UserFinding
 
 VERSION = 1
 
@@ -35,19 +35,19 @@ def _field_names(cls: type) -> tuple[str, ...] | None:
     return _FIELD_NAMES[cls]
 
 
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float):  # most values: no dataclass check per value
-        return value
+def _plain_fields(value: Any) -> Any:
+    """One level of `value` in JSON terms, for the encoder's `default`: a dataclass as a dict of its
+    fields (a user's Slack person left out: resolved again on read, as links and the directory
+    change), a datetime in ISO 8601. The encoder (C) walks the rest itself."""
     names = _field_names(type(value))
     if names is not None:
-        return {name: _plain(getattr(value, name)) for name in names}
+        fields = {name: getattr(value, name) for name in names}
+        if isinstance(value, UserFinding):
+            fields["slack_user_id"] = None
+        return fields
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return value
+    raise TypeError(f"{type(value).__name__} is not kept in a snapshot")
 
 
 @functools.cache
@@ -79,10 +79,7 @@ def _build(hint: Any, data: Any) -> Any:
 
 def account_to_json(account: AccountFindings) -> str:
     """The account's findings (every user, root, report time; Slack people are not kept) as JSON."""
-    plain = _plain(account)
-    for user in plain["users"]:
-        user["slack_user_id"] = None  # resolved again on read: links and the directory change
-    return json.dumps({"v": VERSION, "account": plain}, separators=(",", ":"))
+    return json.dumps({"v": VERSION, "account": account}, separators=(",", ":"), default=_plain_fields)
 
 
 def account_from_json(text: str) -> AccountFindings:
