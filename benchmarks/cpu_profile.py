@@ -2,9 +2,9 @@
 thread's own CPU clock), summed by what the time was for, and the slowest imports.
 
 `profile_check(env)` runs `check --json` as its own process, the way benchmarks/scan.py and
-benchmarks/accounts.py do, once under `-X importtime` and once with a profiler installed in every
-thread, and returns a `CpuProfile`. The profiler itself slows the process down (a few times for Python-heavy
-code): read the shares, not the absolute milliseconds.
+benchmarks/accounts.py do, with a profiler installed in every thread, times what `check` imports
+under `-X importtime`, and returns a `CpuProfile`. The profiler itself slows the process down (a
+few times for Python-heavy code): read the shares, not the absolute milliseconds.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def slowest_imports(importtime: str, top: int = 8) -> list[tuple[str, float]]:
     found = []
     for match in _IMPORT_LINE.finditer(importtime):
         cumulative, indent, module = int(match[1]), len(match[2]), match[3]
-        if indent <= 3:  # the bot's own imports and what they import directly
+        if indent <= 3:  # the bot's own modules and what they import directly
             found.append((module, cumulative / 1e6))
     return sorted(found, key=lambda item: -item[1])[:top]
 
@@ -118,13 +118,14 @@ def profile_check(
     args: tuple[str, ...] = ("check", "--json"),
     before_each: Callable[[], None] = lambda: None,
 ) -> CpuProfile:
-    """Run `python -m bot check --json` (with `env` over this process's) twice: under `-X importtime`,
-    then profiled; its CpuProfile. `before_each` runs before each (e.g. to make the report cold)."""
+    """Run `python -m bot check --json` (with `env` over this process's) profiled, and what it imports
+    under `-X importtime`; its CpuProfile. `before_each` runs before the check (e.g. a cold report)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     with tempfile.TemporaryDirectory() as tmp:
-        before_each()
+        # What `check` imports, one after another (in `check` the store's imports run in a thread
+        # beside the AWS reads, where -X importtime would count the waits for the GIL too).
         timed = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "bot", *args],
+            [sys.executable, "-X", "importtime", "-c", "import bot.cli, bot.service, bot.store"],
             cwd=tmp, env=full_env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         out = Path(tmp) / "check.prof"
