@@ -191,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         output = output_format(args) if args.command == "check" else "text"
         config = load_config()
+        if config.remediation_file:  # a team's own wording of the steps, checked before anything runs
+            from bot.messages.remediation import load, use
+
+            use(load(Path(config.remediation_file)))
     except (UsageError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

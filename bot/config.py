@@ -73,6 +73,7 @@ class Config:
     events_queue_url: str | None = None
     alert_channel: str | None = None
     mfa_scope: Scope = "console"
+    remediation_file: str | None = None  # REMEDIATION_FILE: a team's own wording of the set-up steps
 
     @property
     def alerts_to(self) -> str | None:
@@ -243,6 +244,14 @@ def _database_url(env: Mapping[str, str]) -> str:
     return url
 
 
+def _remediation_file(env: Mapping[str, str]) -> str | None:
+    """REMEDIATION_FILE: a TOML file in bot/messages/remediation.toml's shape (read and checked at startup)."""
+    path = _str(env, "REMEDIATION_FILE")
+    if path and not Path(path).is_file():
+        raise ConfigError(f"REMEDIATION_FILE {path[:200]!r} is not a file")
+    return path
+
+
 def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Config:
     """Read and validate the configuration; environment variables win over `.env`."""
     env: dict[str, str] = {}
@@ -315,6 +324,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         report_deadline_seconds=_float(env, "REPORT_DEADLINE_SECONDS", 60.0),
         live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 8, minimum=1),
         security_hub_import=_bool(env, "SECURITY_HUB_IMPORT", False),
+        remediation_file=_remediation_file(env),
         events_queue_url=events_queue_url,
         alert_channel=alert_channel,
         mfa_scope=_scope(env),

@@ -71,8 +71,6 @@ OCSF_FINDING_STATUS = {1: "New", 2: "In Progress", 3: "Suppressed", 4: "Resolved
 OCSF_SEVERITY = {1: "Informational", 3: "Medium"}
 OCSF_ACTIVITY = {1: "Create", 2: "Update", 3: "Close"}
 OCSF_CLASS_UID, OCSF_CATEGORY_UID = 2003, 2
-REMEDIATION = remediation.current().finding_text  # the wording lives in bot/messages/remediation.toml
-REMEDIATION_URL = remediation.current().setup_guide_url
 
 
 def finding_id(account_id: str, user_arn: str) -> str:
@@ -126,6 +124,7 @@ def asff_finding(
 ) -> dict[str, Any]:
     """One user's finding in the AWS Security Finding Format, for the account's `default` product."""
     control = CONTROLS.get(scope, CONTROLS["console"])
+    copy = remediation.current()  # REMEDIATION_FILE may put a team's own wording in force at startup
     compliance, workflow, severity, active = ASFF_STATES[user.status]
     partition = _partition(user.arn)
     account_id = account.account_id
@@ -143,7 +142,7 @@ def asff_finding(
         "Severity": {"Label": severity},
         "Title": _title(user)[:256],
         "Description": _description(user, control),
-        "Remediation": {"Recommendation": {"Text": REMEDIATION, "Url": REMEDIATION_URL}},
+        "Remediation": {"Recommendation": {"Text": copy.finding_text, "Url": copy.setup_guide_url}},
         "ProductFields": {"mfa-bot/status": user.status, "mfa-bot/control": control.control_id},
         "Resources": [
             {
@@ -209,6 +208,7 @@ def ocsf_event(account: AccountFindings, user: UserFinding, generated_at: dateti
     """One user as an OCSF Compliance Finding (class 2003) event."""
     control = CONTROLS.get(scope, CONTROLS["console"])
     compliance_id, status_id, severity_id, activity_id = OCSF_STATES[user.status]
+    copy = remediation.current()
     now = _ms(generated_at)
     account_object = {"uid": account.account_id, "type": "AWS Account", "type_id": 10}
     if account.alias:
@@ -251,7 +251,7 @@ def ocsf_event(account: AccountFindings, user: UserFinding, generated_at: dateti
             "status": OCSF_COMPLIANCE_STATUS[compliance_id],
             "status_detail": user.reason or user.status,
         },
-        "remediation": {"desc": REMEDIATION, "references": [REMEDIATION_URL]},
+        "remediation": {"desc": copy.finding_text, "references": [copy.setup_guide_url]},
         "resources": [
             {
                 "uid": user.arn,

@@ -6,6 +6,7 @@ startup (when the renderers are imported), never in the middle of a DM.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -119,3 +120,31 @@ def test_the_bot_does_not_start_without_a_valid_copy(tmp_path: Path, broken: str
     assert done.returncode != 0
     assert "RemediationError" in done.stderr and str(copy) in done.stderr
     assert ("cannot be read" if broken is None else "[console] sign_in is missing") in done.stderr
+
+
+def test_remediation_file_puts_a_teams_own_wording_in_force_for_the_whole_process(tmp_path: Path) -> None:
+    """REMEDIATION_FILE: `check --demo --format asff` carries the team's finding text, not the packaged one."""
+    from tests.test_cli import run_bot
+
+    ours = DEFAULT.replace(remediation.current().finding_text, "Ask #it-help for a YubiKey, then enrol it in IAM.")
+    path = write(tmp_path, ours)
+    done = run_bot("check", "--demo", "--format", "asff", env={"REMEDIATION_FILE": str(path)}, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    texts = {finding["Remediation"]["Recommendation"]["Text"] for finding in json.loads(done.stdout)["Findings"]}
+    assert texts == {"Ask #it-help for a YubiKey, then enrol it in IAM."}
+
+
+@pytest.mark.parametrize("broken", [None, "[console]\ntitle = 'only this'\n"])
+def test_a_missing_or_invalid_remediation_file_is_one_line_and_exit_2(tmp_path: Path, broken: str | None) -> None:
+    """A REMEDIATION_FILE that is not there, or lacks entries, stops every command before it runs: one line, exit 2."""
+    from tests.test_cli import run_bot
+
+    path = tmp_path / "ours.toml"
+    if broken is not None:
+        path.write_text(broken, encoding="utf-8")
+    done = run_bot("check", "--demo", env={"REMEDIATION_FILE": str(path)}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], done.stderr
+    assert ("is not a file" if broken is None else "[console] sign_in is missing") in lines[0]
