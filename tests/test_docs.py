@@ -192,3 +192,17 @@ def test_every_relative_link_in_the_readme_and_docs_resolves():
             if anchor and linked.suffix == ".md":
                 headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", linked.read_text(), flags=re.S), re.M)
                 assert anchor in {_slug(h) for h in headings}, f"{page.name}: no heading #{anchor} in {linked.name}"
+
+
+def test_readme_keeps_the_test_command_ci_runs_and_the_demo_command():
+    readme = (ROOT / "README.md").read_text()
+    test = "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
+    demo = (
+        "python3 -m venv .venv && .venv/bin/pip install -r requirements-demo.txt"
+        " && .venv/bin/python -m bot check --demo"
+    )
+    assert f"```sh\n{test}\n```" in readme
+    assert f"```sh\n{demo}\n```" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "requirements-dev.txt" in ci and ".venv/bin/python -m pytest" in ci
+    assert len(readme.splitlines()) < 300, "the README is for users: move reference material to docs/"
