@@ -79,12 +79,9 @@ def build_surfaces(result: Any | None = None) -> list[Surface]:
     from bot.digest import build_view
     from bot.home import home_view
 
-    try:  # the renderers by surface (bot/messages/ package)
-        from bot.messages.audit import audit_message
-        from bot.messages.digest import digest_parts
-        from bot.messages.personal import nudge_dm
-    except ImportError:  # one bot/messages.py module
-        from bot.messages import audit_message, digest_parts, nudge_dm  # type: ignore[attr-defined,no-redef]
+    from bot.messages.audit import audit_message
+    from bot.messages.digest import digest_parts
+    from bot.messages.personal import nudge_dm
 
     result = result if result is not None else demo_result()
     now = result.generated_at
