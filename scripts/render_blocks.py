@@ -75,10 +75,9 @@ def demo_result() -> Any:
 
 
 def build_surfaces(result: Any | None = None) -> list[Surface]:
-    """The digest, the nudge DM and the `/mfa-check` reply of the demo audit, as Block Kit."""
+    """The digest, the nudge DM, the `/mfa-check` reply and the App Home of the demo audit, as Block Kit."""
     from bot.digest import build_view
     from bot.home import home_view
-
     from bot.messages.audit import audit_message
     from bot.messages.digest import digest_parts
     from bot.messages.personal import nudge_dm
