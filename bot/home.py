@@ -35,7 +35,8 @@ from bot.messages.blocks import mrkdwn, pack_lines
 from bot.messages.digest import OverdueRow, overdue_line
 from bot.messages.personal import recheck_button
 from bot.messages.text import MAX_SECTION_CHARS, STATUS_TEXT, code, escape, link, mention, open_for, truncate
-from bot.models import UserFinding
+from bot.models import AccountFindings, UserFinding
+from bot.report import root_text
 
 HOME_AUDIT_ACTION = "home_run_audit"
 HOME_DIGEST_ACTION = "home_post_digest"
@@ -85,6 +86,27 @@ class AccountLine:
     cloudtrail_error: str | None = None  # CloudTrail could not be read: the report's time is all there is
     error: str | None = None  # its latest scan failed
     failed_at: datetime | None = None
+
+    @classmethod
+    def of(
+        cls, findings: AccountFindings, audited: datetime, error: str | None = None, failed_at: datetime | None = None
+    ) -> AccountLine:
+        """The line of an account's kept findings (audited at `audited`); `error`: a later scan failed."""
+        return cls(
+            account_id=findings.account_id,
+            label=findings.label,
+            violations=len(findings.by_status("violation")),
+            exempt=len(findings.by_status("exempt")),
+            grace=len(findings.by_status("grace")),
+            root=root_text(findings.root),
+            root_off=findings.root.needs_attention,  # root without credentials is a neutral pass
+            audited_at=audited,
+            report_at=findings.report_generated_at,
+            fresh_through=findings.fresh_through,
+            cloudtrail_error=findings.cloudtrail_error,
+            error=error,
+            failed_at=failed_at if error else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from bot.escalation import select_overdue
 from bot.home import AccountLine, AdminHome, EndingExemption, HomePage, OwnUser
 from bot.identity import IdentityChain, Roles, user_email
 from bot.models import AccountFindings, AuditResult
-from bot.report import days_without_mfa, root_text
+from bot.report import days_without_mfa
 from bot.service import UNKNOWN_ACCOUNT
 from bot.slack import SLACK_ERRORS, slack_error
 from bot.snapshot import SnapshotError, account_from_json
@@ -184,22 +184,9 @@ class HomeTab:
 
     @staticmethod
     def _account_line(findings: AccountFindings, audited: datetime, scan: Scan | None) -> AccountLine:
-        failed = scan is not None and scan.error is not None and scan.started_at > audited
-        return AccountLine(
-            account_id=findings.account_id,
-            label=findings.label,
-            violations=len(findings.by_status("violation")),
-            exempt=len(findings.by_status("exempt")),
-            grace=len(findings.by_status("grace")),
-            root=root_text(findings.root),
-            root_off=findings.root.needs_attention,  # root without credentials is a neutral pass
-            audited_at=audited,
-            report_at=findings.report_generated_at,
-            fresh_through=findings.fresh_through,
-            cloudtrail_error=findings.cloudtrail_error,
-            error=scan.error if failed and scan else None,
-            failed_at=scan.started_at if failed and scan else None,
-        )
+        if scan is not None and scan.error is not None and scan.started_at > audited:
+            return AccountLine.of(findings, audited, scan.error, scan.started_at)
+        return AccountLine.of(findings, audited)
 
     # -- publishing -----------------------------------------------------------------------------
 

@@ -113,7 +113,6 @@ def build_surfaces(result: Any | None = None) -> list[Surface]:
 def home_page(result: Any) -> Any:
     """The Home as `bot/home_tab.py` builds it from the store, here from the demo audit (just recorded)."""
     from bot.home import AccountLine, AdminHome, HomePage, OwnUser
-    from bot.report import root_text
 
     now = result.generated_at
     labels = {a.account_id: a.label for a in result.accounts}
@@ -123,22 +122,7 @@ def home_page(result: Any) -> Any:
         for u in a.users
         if u.slack_user_id == DM_PERSON
     )
-    accounts = tuple(
-        AccountLine(
-            account_id=a.account_id,
-            label=a.label,
-            violations=len(a.by_status("violation")),
-            exempt=len(a.by_status("exempt")),
-            grace=len(a.by_status("grace")),
-            root=root_text(a.root),
-            root_off=a.root.needs_attention,
-            audited_at=now,
-            report_at=a.report_generated_at,
-            fresh_through=a.fresh_through,
-            cloudtrail_error=a.cloudtrail_error,
-        )
-        for a in result.accounts
-    )
+    accounts = tuple(AccountLine.of(a, now) for a in result.accounts)
     admin = AdminHome(accounts=accounts, last_audit_at=now, digest_channel=DIGEST_CHANNEL)
     return HomePage(DM_PERSON, now, now, own, tuple(labels.values()), admin)
 
