@@ -5,7 +5,11 @@
 database cannot be opened.
 """
 
+from bot.escalation import ESCALATION_PREFIX
+from bot.store.base import CLAIM_LEASE, SCHEDULER, process_identity
 from bot.store.db import StoreError, mask_url, migrate, normalize_url
+from bot.store.episodes import EXEMPTED
+from bot.store.nudges import NUDGE_OUTCOMES
 from bot.store.records import (
     Action,
     Changes,
@@ -22,15 +26,7 @@ from bot.store.records import (
     Snapshot,
     StoredExemption,
 )
-from bot.store.store import (
-    CLAIM_LEASE,
-    ESCALATION_PREFIX,
-    EXEMPTED,
-    NUDGE_OUTCOMES,
-    SCHEDULER,
-    Store,
-    process_identity,
-)
+from bot.store.store import Store
 
 __all__ = [
     "CLAIM_LEASE",

@@ -18,26 +18,17 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
-from bot.escalation import ESCALATION_PREFIX
 from bot.store import schema as t
-from bot.store.base import CLAIM_LEASE, SCHEDULER, StoreBase, process_identity, utc
+from bot.store.base import StoreBase, utc
 from bot.store.claims import ClaimStore
 from bot.store.db import open_engine
-from bot.store.episodes import EXEMPTED, EpisodeStore
+from bot.store.episodes import EpisodeStore
 from bot.store.exemptions import ExemptionStore
-from bot.store.nudges import NUDGE_OUTCOMES, NudgeStore
+from bot.store.nudges import NudgeStore
 from bot.store.snapshots import SnapshotStore
 from bot.store.trail import TrailStore
 
-__all__ = [
-    "CLAIM_LEASE",
-    "ESCALATION_PREFIX",
-    "EXEMPTED",
-    "NUDGE_OUTCOMES",
-    "SCHEDULER",
-    "Store",
-    "process_identity",
-]
+__all__ = ["Store"]
 
 
 class Store(EpisodeStore, SnapshotStore, ExemptionStore, NudgeStore, ClaimStore, TrailStore, StoreBase):
