@@ -186,6 +186,7 @@ class IamProxy:
         self.max_in_flight = 0
         self._keys_in_flight: Counter[str] = Counter()
         self.max_keys_in_flight = 0  # distinct credentials (= accounts, with assumed roles) at once
+        self.timeline: list[tuple[float, float, str]] = []  # (arrived, answered, action), wall clock, since reset
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _wsgi_handler(self, close_connections))
         self._server.daemon_threads = True
@@ -208,6 +209,7 @@ class IamProxy:
     def reset_counts(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.timeline.clear()
             self.max_in_flight = self.max_keys_in_flight = 0
 
     def stats(self) -> dict[str, Any]:
@@ -215,6 +217,7 @@ class IamProxy:
             "calls": dict(self.calls),
             "max_in_flight": self.max_in_flight,
             "max_keys_in_flight": self.max_keys_in_flight,
+            "timeline": list(self.timeline),
         }
 
     def __enter__(self) -> IamProxy:
@@ -251,6 +254,7 @@ class IamProxy:
         headers = _request_headers(environ)
         action = action_of(body, headers, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
         key = access_key_of(headers)
+        arrived = time.time()
         with self._lock:
             self.calls[action] += 1
             self.in_flight += 1
@@ -274,6 +278,7 @@ class IamProxy:
             with self._lock:
                 self.in_flight -= 1
                 self._keys_in_flight[key] -= 1
+                self.timeline.append((arrived, time.time(), action))
 
 
 def _serve_forever() -> None:
