@@ -193,8 +193,8 @@ class AwsStandIn:
     """WSGI middleware over moto: what moto lacks and the audit relies on, the way AWS does it.
 
     - Credential reports: one is generated per account and then served unchanged, with its real
-      GeneratedTime, until it is `report_max_age` old (moto rebuilds it on every read and dates
-      it 2015-02-02). So a change after the report is invisible in it, as in AWS.
+      GeneratedTime, until it is `report_max_age` old or moto forgot it (moto rebuilds it on every
+      read and dates it 2015-02-02). So a change after the report is invisible in it, as in AWS.
     - CloudTrail `LookupEvents`: answered from the IAM changes that passed through
       (CreateLoginProfile, DeactivateMFADevice, DeleteVirtualMFADevice), per account, newest
       first, filtered by event name and time, paginated (MaxResults, NextToken).
@@ -272,9 +272,10 @@ class AwsStandIn:
         """Record, date or complete a successful IAM answer."""
         if action == "GenerateCredentialReport":
             account, now = _account_of(environ), self.clock()
+            started = b"<State>STARTED</State>" in data  # moto had none (never made, or forgotten): a new one
             with self._lock:
                 report = self.reports.get(account)
-                if report is None or now - report.generated_at >= self.report_max_age:
+                if started or report is None or now - report.generated_at >= self.report_max_age:
                     self.reports[account] = _Report(generated_at=now)
         elif action == "GetCredentialReport":
             account = _account_of(environ)
