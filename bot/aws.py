@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +50,7 @@ from bot.aws_reads import (
     list_users,
     list_virtual_devices,
     live_state,
+    user_changes_since,
     user_tags,
     users_changed_since,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "parse_timestamp",
     "read_changes_since_report",
     "service_client",
+    "user_changes_since",
     "user_tags",
     "users_changed_since",
 ]
@@ -96,6 +98,7 @@ logger = logging.getLogger(__name__)
 CLOUDTRAIL_DOCUMENTED_RATE = Rate(2.0, burst=1)  # LookupEvents: 2 requests per second per account and region
 CLOUDTRAIL_RATE = CLOUDTRAIL_DOCUMENTED_RATE  # what the collector paces at (the tests' fixture speeds it up)
 REPORT_MAX_AGE = timedelta(hours=4)  # IAM regenerates a credential report older than this
+CLOCK_MARGIN = timedelta(seconds=1)  # how far this host's clock may run ahead of AWS's before a gap lookup
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class CollectOptions:
     """Tunables of a collection run (from Config)."""
 
     report_deadline_seconds: float = 60.0
-    live_check_concurrency: int = 8
+    live_check_concurrency: int = 16
     tag_keys_needed: bool = True
     scope: Scope = "console"
 
@@ -200,22 +203,65 @@ def read_changes_since_report(
     cloudtrail: Any | None,
     now: Callable[[], datetime],
     pacer: Pacer,
+    generated_at: Callable[[], datetime | None] | None = None,
+    looked_up_from: datetime | None = None,
 ) -> None:
-    """Fill `changed_since_report` and `fresh_through` from CloudTrail; a failure is a note, never an error."""
-    generated = facts.report_generated_at
+    """Fill `changed_since_report` and `fresh_through` from CloudTrail; a failure is a note, never an error.
+
+    The users named are those of events at or after the report's GeneratedTime (`generated_at()`,
+    which may wait for the report; default: `facts.report_generated_at`). `looked_up_from` starts
+    the lookups there before that time is known (a report being generated now is dated later):
+    events before GeneratedTime are then dropped, and were the report older after all (a clock
+    ahead of AWS's, a report someone else began), the gap between the two is looked up too.
+    """
+    report_time = generated_at or (lambda: facts.report_generated_at)
     if cloudtrail is None:
-        facts.fresh_through, facts.cloudtrail_error = generated, "not configured"
+        facts.fresh_through, facts.cloudtrail_error = report_time(), "not configured"
         return
     started = now()
-    since = generated if generated is not None else started - REPORT_MAX_AGE
     try:
-        facts.changed_since_report, _ = users_changed_since(cloudtrail, since, pacer)
+        if looked_up_from is None:
+            generated = report_time()
+            changes, _ = user_changes_since(cloudtrail, generated or started - REPORT_MAX_AGE, pacer)
+        else:
+            changes, _ = user_changes_since(cloudtrail, looked_up_from, pacer)
+            generated = report_time()
+            if generated is None or generated < looked_up_from:
+                gap, _ = user_changes_since(cloudtrail, generated or started - REPORT_MAX_AGE, pacer, looked_up_from)
+                changes += gap
     except (ClientError, BotoCoreError) as exc:
-        facts.fresh_through, facts.cloudtrail_error = generated, _cloudtrail_code(exc)
+        facts.fresh_through, facts.cloudtrail_error = report_time(), _cloudtrail_code(exc)
         logger.warning("account %s: CloudTrail not readable, findings as of the report: %s",
                        facts.account_id, describe_error(exc))  # fmt: skip
         return
+    facts.changed_since_report = frozenset(
+        name for name, at in changes if generated is None or at is None or at >= generated
+    )
     facts.fresh_through = started
+
+
+def _changes_task(
+    facts: AccountFacts,
+    make_cloudtrail: Callable[[], Any | None],
+    report: Future[tuple[bytes, datetime | None]],
+    report_begun_at: Future[datetime | None],
+    now: Callable[[], datetime],
+    pacer: Pacer,
+) -> None:
+    """The CloudTrail half of a collection: its client, then the lookups, begun as early as is sound.
+
+    A report being generated now (STARTED) is dated after the call that began it, so the lookups
+    start from that moment (less a second for clocks) while it is generated; otherwise they wait
+    for the report's GeneratedTime. A report that could not be had fails the account elsewhere.
+    """
+    cloudtrail = make_cloudtrail()
+    either: list[Future[Any]] = [report, report_begun_at]
+    wait(either, return_when=FIRST_COMPLETED)
+    begun = report_begun_at.result() if report_begun_at.done() else None
+    read_changes_since_report(
+        facts, cloudtrail, now, pacer, generated_at=lambda: report.result()[1],
+        looked_up_from=begun - CLOCK_MARGIN if begun is not None else None,
+    )  # fmt: skip
 
 
 def collect_account(
@@ -240,27 +286,31 @@ def collect_account(
     slowed them down).
     """
     facts = AccountFacts(account_id=account_id, partition=partition)
+    report_begun_at: Future[datetime | None] = Future()
+
+    def first_answer(state: str | None, sent_at: datetime) -> None:
+        report_begun_at.set_result(sent_at if state == "STARTED" else None)
+
     try:
         # The account-wide reads are independent: run them side by side, so the report's
         # generation wait overlaps the rest (a user created meanwhile is seen next run; one
-        # deleted meanwhile is dropped by the live check).
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="iam-read") as pool:
-            aliases = pool.submit(lambda: iam.list_account_aliases().get("AccountAliases", []))
-            report = pool.submit(fetch_credential_report, iam, options.report_deadline_seconds, sleep=sleep)
+        # deleted meanwhile is dropped by the live check), CloudTrail's paced lookups included.
+        with ThreadPoolExecutor(max_workers=6, thread_name_prefix="iam-read") as pool:
+            report = pool.submit(
+                fetch_credential_report, iam, options.report_deadline_seconds, sleep=sleep,
+                on_first_answer=first_answer, now=now,
+            )  # fmt: skip
             users = pool.submit(list_users, iam)
-            summary = pool.submit(lambda: iam.get_account_summary()["SummaryMap"])
             virtual = pool.submit(list_virtual_devices, iam)
-            trail = pool.submit(make_cloudtrail) if make_cloudtrail is not None else None
+            aliases = pool.submit(lambda: iam.list_account_aliases().get("AccountAliases", []))
+            summary = pool.submit(lambda: iam.get_account_summary()["SummaryMap"])
+            pacer = Pacer(CLOUDTRAIL_RATE, clock=clock, sleep=sleep)
+            make_trail = make_cloudtrail or (lambda: cloudtrail)
+            changes = pool.submit(_changes_task, facts, make_trail, report, report_begun_at, now, pacer)
             if on_reads_started is not None:
                 on_reads_started()
             facts.alias = next(iter(aliases.result()), None)
             content, facts.report_generated_at = report.result()
-            # CloudTrail from the report's GeneratedTime on (paced: about a second), while the
-            # other reads finish and the live wave of the users the report flags runs.
-            pacer = Pacer(CLOUDTRAIL_RATE, clock=clock, sleep=sleep)
-            if trail is not None:
-                cloudtrail = trail.result()
-            changes = pool.submit(read_changes_since_report, facts, cloudtrail, now, pacer)
             facts.users = users.result()
             summary_map = summary.result()
             virtual_items = virtual.result()

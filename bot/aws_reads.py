@@ -1,9 +1,10 @@
 """The IAM, STS and CloudTrail reads the collector makes, and what their failures mean.
 
 Each function takes a botocore client and makes the calls its docstring names; none keeps state.
-The per-user reads (ListMFADevices, ListUserTags, ListAccessKeys) follow IsTruncated/Marker by
-hand rather than through a botocore paginator: the same calls, for less CPU per call (a live
-wave makes hundreds of them).
+The IAM list reads follow IsTruncated/Marker by hand rather than through a botocore paginator:
+the same calls, for less CPU per call (a live wave makes hundreds of them), and no paginator
+model to load (botocore lists its data directory for it: hundreds of system calls, each a
+chance for another thread to take the interpreter lock, up to half a second at start-up).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import (
@@ -87,22 +88,43 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+REPORT_FIRST_POLL_SECONDS = 0.1  # then doubling, at most REPORT_MAX_POLL_SECONDS apart
+REPORT_MAX_POLL_SECONDS = 5.0
+
+
 def fetch_credential_report(
     iam: Any,
     deadline_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    on_first_answer: Callable[[str | None, datetime], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[bytes, datetime | None]:
     """Generate (if needed) and read the credential report, polling with backoff until a deadline.
 
-    Raises AccountReadError when the report cannot be had in time (never returns an empty report).
+    `on_first_answer(state, sent_at)` hears the first GenerateCredentialReport answer's state (None
+    for an error) and when it was sent (`now()`): STARTED means a report dated after that moment is
+    on its way. Raises AccountReadError when the report cannot be had in time (never returns an
+    empty report).
     """
     deadline = clock() + deadline_seconds
-    delay = 0.25
+    delay = REPORT_FIRST_POLL_SECONDS
     last = "no answer"
+    waiting = [on_first_answer] if on_first_answer is not None else []
+
+    def tell(state: str | None, sent_at: datetime) -> None:
+        while waiting:
+            waiting.pop()(state, sent_at)
+
     while True:
+        sent_at = now()
         try:
-            state = iam.generate_credential_report().get("State")
+            try:
+                state = iam.generate_credential_report().get("State")
+            except ClientError:
+                tell(None, sent_at)
+                raise
+            tell(state, sent_at)
             if state == "COMPLETE":
                 response = iam.get_credential_report()
                 return response["Content"], response.get("GeneratedTime")
@@ -117,26 +139,25 @@ def fetch_credential_report(
                 f"credential report not available after {deadline_seconds:g}s ({last}); audit not trusted"
             )
         sleep(min(delay, remaining))
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, REPORT_MAX_POLL_SECONDS)
 
 
 def list_users(iam: Any) -> list[IamUser]:
-    """Every IAM user (ListUsers, paginated 1,000 at a time)."""
+    """Every IAM user (ListUsers, 1,000 a page)."""
     users = []
-    for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": 1000}):
+    for page in _pages(lambda **kw: iam.list_users(**kw), MaxItems=1000):
         for item in page["Users"]:
             users.append(IamUser(item["UserName"], item["Arn"], item["UserId"], item.get("CreateDate")))
     return users
 
 
 def list_virtual_devices(iam: Any) -> list[dict[str, Any]]:
-    """Every virtual MFA device of the account, enabled or not, root's included (paginated).
+    """Every virtual MFA device of the account, enabled or not, root's included (1,000 a page).
 
     Enabled ones carry their user; the others were created but never enabled (`bot.audit`).
     """
     items: list[dict[str, Any]] = []
-    paginator = iam.get_paginator("list_virtual_mfa_devices")
-    for page in paginator.paginate(AssignmentStatus="Any", PaginationConfig={"PageSize": 1000}):
+    for page in _pages(lambda **kw: iam.list_virtual_mfa_devices(**kw), AssignmentStatus="Any", MaxItems=1000):
         items.extend(page["VirtualMFADevices"])
     return items
 
@@ -162,13 +183,15 @@ def _event_user(event: dict[str, Any]) -> str | None:
     return None
 
 
-def users_changed_since(cloudtrail: Any, since: datetime, pacer: Pacer) -> tuple[frozenset[str], int]:
-    """(names of users CloudTrail says changed since `since`, LookupEvents requests made).
+def user_changes_since(
+    cloudtrail: Any, since: datetime, pacer: Pacer, until: datetime | None = None
+) -> tuple[list[tuple[str, datetime | None]], int]:
+    """((user, event time) of each FRESHNESS_EVENTS event from `since` (to `until`), LookupEvents requests made).
 
-    One lookup per FRESHNESS_EVENTS name, every page; each request waits for its slot on `pacer`
-    (CloudTrail allows 2 a second per account), hence NextToken by hand rather than a paginator.
+    One lookup per event name, every page; each request waits for its slot on `pacer` (CloudTrail
+    allows 2 a second per account), hence NextToken by hand rather than a paginator.
     """
-    names: set[str] = set()
+    changes: list[tuple[str, datetime | None]] = []
     requests = 0
     for event_name in FRESHNESS_EVENTS:
         kwargs: dict[str, Any] = {
@@ -176,15 +199,34 @@ def users_changed_since(cloudtrail: Any, since: datetime, pacer: Pacer) -> tuple
             "StartTime": since,
             "MaxResults": 50,
         }
+        if until is not None:
+            kwargs["EndTime"] = until
         while True:
             pacer.acquire()
             page = cloudtrail.lookup_events(**kwargs)
             requests += 1
-            names.update(n for n in map(_event_user, page.get("Events", [])) if n)
+            for event in page.get("Events", []):
+                name = _event_user(event)
+                if name:
+                    changes.append((name, _event_time(event)))
             if not page.get("NextToken"):
                 break
             kwargs["NextToken"] = page["NextToken"]
-    return frozenset(names), requests
+    return changes, requests
+
+
+def users_changed_since(cloudtrail: Any, since: datetime, pacer: Pacer) -> tuple[frozenset[str], int]:
+    """(names of users CloudTrail says changed since `since`, LookupEvents requests made)."""
+    changes, requests = user_changes_since(cloudtrail, since, pacer)
+    return frozenset(name for name, _ in changes), requests
+
+
+def _event_time(event: dict[str, Any]) -> datetime | None:
+    """An event's EventTime as an aware datetime (botocore parses it), or None when absent or odd."""
+    value = event.get("EventTime")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
 
 
 def _pages(call: Callable[..., dict[str, Any]], **params: Any) -> Iterator[dict[str, Any]]:

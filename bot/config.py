@@ -68,7 +68,7 @@ class Config:
     escalate_after_days: int = 7
     escalation_channel: str | None = None
     report_deadline_seconds: float = 60.0
-    live_check_concurrency: int = 8
+    live_check_concurrency: int = 16
     security_hub_import: bool = False
     events_queue_url: str | None = None
     alert_channel: str | None = None
@@ -322,7 +322,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         escalate_after_days=_int(env, "ESCALATE_AFTER_DAYS", 7, minimum=1),
         escalation_channel=escalation_channel,
         report_deadline_seconds=_float(env, "REPORT_DEADLINE_SECONDS", 60.0),
-        live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 8, minimum=1),
+        live_check_concurrency=_int(env, "LIVE_CHECK_CONCURRENCY", 16, minimum=1),
         security_hub_import=_bool(env, "SECURITY_HUB_IMPORT", False),
         remediation_file=_remediation_file(env),
         events_queue_url=events_queue_url,

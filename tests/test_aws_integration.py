@@ -292,4 +292,4 @@ def test_report_deadline_is_honoured_without_real_sleeping():
     waits: list[float] = []
     with stub, pytest.raises(aws.AccountReadError, match="not available after 3s"):
         aws.fetch_credential_report(iam, 3.0, sleep=waits.append, clock=clock)
-    assert waits == [0.25, 0.5]
+    assert waits == [0.1, 0.2]  # polled soon, then backing off
