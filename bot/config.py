@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,6 +65,7 @@ class Config:
     aws_external_id: str | None = None
     aws_organization: bool = False
     aws_max_concurrency: int = 8
+    audit_processes: int | Literal["auto"] = "auto"  # AUDIT_PROCESSES: worker processes for many accounts
     account_channels: Mapping[str, str] = field(default_factory=dict)
     escalate_after_days: int = 7
     escalation_channel: str | None = None
@@ -217,6 +219,19 @@ def _queue_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _audit_processes(env: Mapping[str, str]) -> int | Literal["auto"]:
+    raw = env.get("AUDIT_PROCESSES", "").strip().lower()
+    if not raw or raw == "auto":
+        return "auto"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"AUDIT_PROCESSES must be auto or a whole number, got {raw[:40]!r}") from None
+    if value < 0:
+        raise ConfigError(f"AUDIT_PROCESSES must be auto or at least 0, got {value}")
+    return value
+
+
 def _scope(env: Mapping[str, str]) -> Scope:
     raw = env.get("MFA_SCOPE", "").strip().lower() or "console"
     if raw not in SCOPES:
@@ -318,6 +333,7 @@ def load_config(environ: Mapping[str, str] | None = None, dotenv_path: str | Pat
         aws_external_id=_str(env, "AWS_EXTERNAL_ID"),
         aws_organization=organization,
         aws_max_concurrency=_int(env, "AWS_MAX_CONCURRENCY", 8, minimum=1),
+        audit_processes=_audit_processes(env),
         account_channels=account_channels,
         escalate_after_days=_int(env, "ESCALATE_AFTER_DAYS", 7, minimum=1),
         escalation_channel=escalation_channel,

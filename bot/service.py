@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot import audit, aws
+from bot import account_workers, audit, aws
 from bot.config import Config
 from bot.models import STATUSES, AccountFindings, AuditPolicy, AuditResult, Exemption, RootStatus, Status
 from bot.snapshot import account_to_json
@@ -249,13 +249,71 @@ def run_audit(
     # An alias is known only once the account is read: then read them all and keep its account.
     by_alias = only is not None and not named and not only.isdigit()
     selected = targets if by_alias else named
-    workers = max(1, min(config.aws_max_concurrency, len(selected)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-account") as pool:
-        accounts = list(pool.map(one, selected))
+    processes = account_workers.worker_count(config, len(selected)) if session is None else 0
+    if processes:  # many accounts at once: in worker processes, the CPU spread over the cores
+        accounts, peak = _audit_in_workers(config, base, selected, partition, policy, processes, on_reads_started, one)
+        in_flight.peak = max(in_flight.peak, peak)
+    else:
+        workers = max(1, min(config.aws_max_concurrency, len(selected)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit-account") as pool:
+            accounts = list(pool.map(one, selected))
     if by_alias and only is not None:
         accounts = [a for a in accounts if _matches(a.account_id, (a.alias,), only)]
     accounts.sort(key=lambda a: (a.error is None, a.label.lower()))
     return AuditResult(generated_at=now, accounts=accounts, peak_accounts_in_flight=in_flight.peak)
+
+
+def _audit_in_workers(
+    config: Config,
+    base: aws.AwsSession,
+    targets: list[AccountTarget],
+    partition: str,
+    policy: Callable[[], AuditPolicy],
+    processes: int,
+    on_reads_started: Callable[[], None] | None,
+    in_process: Callable[[AccountTarget], AccountFindings],
+) -> tuple[list[AccountFindings], int]:
+    """`run_audit`'s fan-out over worker processes (`bot.account_workers`): they collect each account's
+    facts, judged here as they come back (the policy, the store, Security Hub stay in this process).
+
+    Returns the findings in `targets`' order and the peak of accounts in flight. A worker's failure
+    is an error for the accounts it held; accounts no worker was left to take are audited here.
+    With SECURITY_HUB_IMPORT, this process assumes each account's role once more for the import.
+    """
+    jobs = [account_workers.AccountJob(t.account_id, t.role_arn, t.name, partition) for t in targets]
+    spec = account_workers.WorkerSpec.of(config, collect_options(config))
+    deadline = config.report_deadline_seconds + account_workers.DEADLINE_MARGIN_SECONDS
+    found: list[AccountFindings | None] = [None] * len(targets)
+
+    def judge(i: int, facts: Any) -> None:
+        judged_by = policy()
+        account = found[i] = audit.judge_account(facts, judged_by)
+        if config.security_hub_import and account.error is None:
+            try:
+                credentials = account_credentials(config, base, targets[i])
+            except (ClientError, BotoCoreError) as exc:
+                account.security_hub_error = f"Security Hub import failed ({aws.describe_error(exc)})"
+                return
+            account.security_hub_error = import_to_security_hub(config, base, credentials, account, judged_by.now)
+
+    slots = config.aws_max_concurrency
+    judged: list[Future[None]] = []
+    with (
+        ThreadPoolExecutor(max_workers=slots, thread_name_prefix="audit-judge") as judging,
+        account_workers.AccountWorkers(spec, processes, slots) as pool,
+    ):
+        if on_reads_started is not None:
+            on_reads_started()
+        collected = pool.collect(jobs, slots, deadline, lambda i, facts: judged.append(judging.submit(judge, i, facts)))
+        for job in judged:
+            job.result()  # a failure to judge (the store) is raised, as on the threads' path
+        peak = pool.peak_in_flight
+    left = [i for i, facts in enumerate(collected) if facts is None]
+    if left:
+        with ThreadPoolExecutor(max_workers=min(slots, len(left)), thread_name_prefix="audit-account") as threads:
+            for i, account in zip(left, threads.map(in_process, [targets[i] for i in left])):
+                found[i] = account
+    return [account for account in found if account is not None], peak
 
 
 def record_result(store: Store, result: AuditResult, started_at: datetime, finished_at: datetime) -> None:
