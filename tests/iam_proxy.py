@@ -174,6 +174,14 @@ def forget_credential_reports() -> None:
         iam_backends[account_id]["global"].credential_report = None
 
 
+class _Server(ThreadingHTTPServer):
+    """http.server's threaded server with werkzeug's listen backlog (moto's own server: 128), not
+    socketserver's 5: with many accounts at once connecting anew for each call, a backlog of 5
+    overflows and each dropped SYN costs the caller a 1 s retransmission, which AWS never makes it wait."""
+
+    request_queue_size = 128
+
+
 class IamProxy:
     """Serve `upstream` (a URL, or a WSGI app) after `delay_seconds`, unless a fault is set for the action."""
 
@@ -188,7 +196,7 @@ class IamProxy:
         self.max_keys_in_flight = 0  # distinct credentials (= accounts, with assumed roles) at once
         self.timeline: list[tuple[float, float, str]] = []  # (arrived, answered, action), wall clock, since reset
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _wsgi_handler(self, close_connections))
+        self._server = _Server(("127.0.0.1", 0), _wsgi_handler(self, close_connections))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="iam-proxy", daemon=True)
 
