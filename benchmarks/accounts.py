@@ -11,10 +11,14 @@ check --json` as its own process (interpreter start, imports, store, JSON), ever
 credential report cold before each run (GenerateCredentialReport answers STARTED), and a stand-in
 that closes every connection (as moto's own server does: a new TCP connection per call).
 
-    python -m benchmarks.accounts [--accounts 50] [--users 200] [--delay-ms 100] [--worst-case [--runs 3] [--profile]]
+    python -m benchmarks.accounts [--accounts 50] [--users 200] [--delay-ms 100]
+                                  [--worst-case [--runs 3] [--profile] [--audit-processes auto|N]]
 
 `--runs N` repeats the worst case N times (1 and 8 alternating) and compares the medians; `--profile`
-adds where the bot's CPU goes per account (benchmarks/cpu_profile.py, one process 8 at a time).
+adds where the bot's CPU goes per account (benchmarks/cpu_profile.py, one process 8 at a time);
+`--audit-processes` sets AUDIT_PROCESSES (worker processes) for the checks. Each run prints how many
+connections the kernel dropped for a full listen backlog meanwhile (each one a 1 s SYN retransmission
+on the bot's side): it should be 0, or the stand-in is measuring itself.
 """
 
 from __future__ import annotations
@@ -49,27 +53,50 @@ def seed_account(moto_url: str, account_id: str, users: int, console: int, viola
     return {(account_id, f"u{i:04d}") for i in range(violators)}
 
 
-def _organization_env(stand_in: AwsStandIn, concurrency: int) -> dict[str, str]:
+def _organization_env(stand_in: AwsStandIn, concurrency: int, processes: str = "auto") -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": stand_in.proxy_url,
         "AWS_ORGANIZATION": "true",
         "AWS_ROLE_NAME": ROLE,
         "AWS_MAX_CONCURRENCY": str(concurrency),
+        "AUDIT_PROCESSES": processes,
     }
 
 
-def whole_process(stand_in: AwsStandIn, concurrency: int, database_url: str) -> tuple[float, float, CheckRun]:
+def listen_overflows() -> int | None:
+    """The kernel's count of connections dropped because a listening socket's backlog was full (Linux).
+
+    Each one costs the caller a SYN retransmission (1 s): a stand-in that overflows measures itself."""
+    try:
+        lines = [
+            line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")
+        ]
+        return int(lines[1][lines[0].index("ListenOverflows")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def whole_process(
+    stand_in: AwsStandIn, concurrency: int, database_url: str, processes: str = "auto"
+) -> tuple[float, float, CheckRun]:
     """One `python -m bot check --json` over the organization, every report cold: (wall, stand-in CPU, run)."""
     stand_in.cold_report()
     stand_in.stats(reset=True)
     cpu_aws = stand_in.cpu_seconds()
-    check = run_check({**_organization_env(stand_in, concurrency), "DATABASE_URL": database_url})
+    check = run_check({**_organization_env(stand_in, concurrency, processes), "DATABASE_URL": database_url})
     return check.wall, stand_in.cpu_seconds() - cpu_aws, check
 
 
-def worst_case(stand_in: AwsStandIn, expected: set[tuple[str, str]], runs: int = 1, profile: bool = False) -> int:
+def worst_case(
+    stand_in: AwsStandIn,
+    expected: set[tuple[str, str]],
+    runs: int = 1,
+    profile: bool = False,
+    processes: str = "auto",
+) -> int:
     """Whole process, cold reports, a closing stand-in: 1 account at a time against 8, `runs` times
-    each (alternating), medians compared; `profile` adds the bot's CPU per account."""
+    each (alternating), medians compared; `profile` adds the bot's CPU per account. `processes` is
+    AUDIT_PROCESSES for both (1 at a time never uses workers)."""
     walls: dict[int, list[float]] = {1: [], 8: []}
     findings_seen: dict[int, set[tuple[str, str, str]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +105,10 @@ def worst_case(stand_in: AwsStandIn, expected: set[tuple[str, str]], runs: int =
         for run in range(runs):
             for concurrency in (1, 8):
                 print(f"load average: {load_average()}")
-                wall, cpu_aws, check = whole_process(stand_in, concurrency, database_url)
+                overflows = listen_overflows()
+                wall, cpu_aws, check = whole_process(stand_in, concurrency, database_url, processes)
+                dropped = listen_overflows()
+                dropped = None if dropped is None or overflows is None else dropped - overflows
                 stats = stand_in.stats()
                 accounts = (check.document or {}).get("accounts", [])
                 findings = {(a["account_id"], u["user_name"], u["status"]) for a in accounts for u in a["users"]}
@@ -91,13 +121,14 @@ def worst_case(stand_in: AwsStandIn, expected: set[tuple[str, str]], runs: int =
                 print(f"check --json, AWS_MAX_CONCURRENCY={concurrency}: {wall:.1f}s wall; CPU bot {check.cpu:.1f}s, "
                       f"AWS stand-in {cpu_aws:.1f}s; {sum(stats['calls'].values())} calls "
                       f"(the proxy saw {stats['max_keys_in_flight']} credentials at once); {len(accounts)} accounts, "
-                      f"{len(found)} violators, {len(errors)} errors, exit {check.exit_code}")  # fmt: skip
+                      f"{len(found)} violators, {len(errors)} errors, exit {check.exit_code}; "
+                      f"connections dropped by a full listen backlog (whole machine): {dropped}")  # fmt: skip
                 if errors or found != expected:
                     print(f"FAIL: errors {errors[:3]}, violators match seeded: {found == expected} "
                           f"{check.stderr[-300:]}")  # fmt: skip
                     return 1
         if profile:
-            env = {**_organization_env(stand_in, 8), "DATABASE_URL": database_url}
+            env = {**_organization_env(stand_in, 8, processes), "DATABASE_URL": database_url}
             per_account = profile_check(env, before_each=stand_in.cold_report)
             accounts_audited = len({account for account, _, _ in findings_seen[8]})
             print("\n".join(per_account.lines(per=accounts_audited, unit="account")))
@@ -121,6 +152,7 @@ def main() -> int:
     parser.add_argument("--worst-case", action="store_true", help="whole process, cold reports, closed connections")
     parser.add_argument("--runs", type=int, default=1, help="worst case: runs of each concurrency (medians)")
     parser.add_argument("--profile", action="store_true", help="worst case: the bot's CPU per account (cProfile)")
+    parser.add_argument("--audit-processes", default="auto", help="worst case: AUDIT_PROCESSES of the check")
     args = parser.parse_args()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
@@ -143,7 +175,7 @@ def main() -> int:
         print(f"seeded {args.accounts} accounts x {args.users} users ({args.violators} violators each) "
               f"in {time.perf_counter() - started:.0f}s; delay {args.delay_ms:g} ms a call")  # fmt: skip
         if args.worst_case:
-            return worst_case(stand_in, expected, args.runs, args.profile)
+            return worst_case(stand_in, expected, args.runs, args.profile, args.audit_processes)
 
         base = Config(aws_endpoint_url=proxy_url, aws_organization=True, aws_role_name=ROLE)
         # Warm-up: every account's credential report is generated once, so both measured runs find
