@@ -1,9 +1,10 @@
 """Benchmark: the project's scan against the naive scan AWS documents, over a delayed local IAM.
 
-Seeds N users in moto's server (default 1,000: 700 with a console password, 100 of those
-without MFA, 50 with a hardware token instead of a virtual device), puts a proxy in front that
-delays every call (default 25 ms, standing in for the network to AWS) and counts calls per
-action, then runs:
+Seeds N users in moto (default 1,000: 700 with a console password, 100 of those without MFA, 50
+with a hardware token instead of a virtual device), run in a process of its own behind a proxy
+that delays every call (default 25 ms, standing in for the network to AWS) and counts calls per
+action (`benchmarks.process.aws_stand_in`, as benchmarks/accounts.py uses: the stand-in shares
+no interpreter lock with what it answers), then runs:
 - the project's scan (`bot.service.run_audit`, exactly what `python -m bot check` runs, CloudTrail
   freshness included, LookupEvents paced at CloudTrail's 2 requests a second);
 - the naive scan: list-users, then get-login-profile and list-mfa-devices per user, in order.
@@ -38,11 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from botocore.exceptions import ClientError
 
 from benchmarks.cpu_profile import profile_check
-from benchmarks.process import load_average, median, run_check
+from benchmarks.process import AwsStandIn, aws_stand_in, load_average, median, run_check
 from bot import service
 from bot.config import Config
-from bot.demo import add_user, demo_client, local_iam_server
-from tests.iam_proxy import IamProxy, forget_credential_reports
+from bot.demo import add_user, demo_client
 
 
 def seed(iam, users: int, console: int, violators: int, hardware: int) -> set[str]:
@@ -82,14 +82,14 @@ def timed(fn):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def whole_process_runs(aws_url: str, runs: int, expected: set[str]) -> dict[str, list[float]]:
+def whole_process_runs(stand_in: AwsStandIn, runs: int, expected: set[str]) -> dict[str, list[float]]:
     """Wall seconds of `python -m bot check --json` runs: a fresh database, then the same one warm."""
     walls: dict[str, list[float]] = {"fresh": [], "warm": []}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(runs):
-            env = {"AWS_ENDPOINT_URL": aws_url, "DATABASE_URL": f"sqlite:///{tmp}/check-{run}.db"}
+            env = {"AWS_ENDPOINT_URL": stand_in.proxy_url, "DATABASE_URL": f"sqlite:///{tmp}/check-{run}.db"}
             for kind in walls:
-                forget_credential_reports()
+                stand_in.cold_report()
                 check = run_check(env)
                 if check.exit_code != 1 or check.violators() != expected:
                     raise SystemExit(f"check run {run + 1} ({kind}) went wrong: {check.stderr.strip()[-300:]}")
@@ -115,53 +115,53 @@ def main() -> int:
         AWS_EC2_METADATA_DISABLED="true",
     )  # fmt: skip
 
-    with local_iam_server() as moto_url:
+    with aws_stand_in(args.delay_ms) as stand_in:
         started = time.perf_counter()
-        expected = seed(demo_client(moto_url), args.users, args.console, args.violators, args.hardware)
+        expected = seed(demo_client(stand_in.moto_url), args.users, args.console, args.violators, args.hardware)
         print(f"seeded {args.users} users ({args.console} console, {args.violators} without MFA) "
               f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
-        with IamProxy(moto_url, delay_seconds=args.delay_ms / 1000) as proxy:
-            config = Config(aws_endpoint_url=proxy.url)
-            result, scan_wall, scan_cpu = timed(lambda: service.run_audit(config))
-            scan_calls = dict(proxy.calls)
-            found = {u.user_name for u in result.violations}
-            assert result.accounts[0].error is None, result.accounts[0].error
-            pages = scan_calls.get("LookupEvents", 0)
-            budget = 12 + 3 * args.violators + args.hardware + pages
-            print(f"project scan: {scan_wall:.2f}s wall, {scan_cpu:.2f}s CPU, {sum(scan_calls.values())} calls "
-                  f"(budget 12 + 3 x {args.violators} + {args.hardware} + {pages} CloudTrail pages = {budget}), "
-                  f"max {proxy.max_in_flight} in flight, found {len(found)} violators, "
-                  f"{result.accounts[0].cloudtrail_error or 'CloudTrail read'}")  # fmt: skip
-            print("  calls: " + ", ".join(f"{k}={v}" for k, v in sorted(scan_calls.items())))
-            ok = found == expected and sum(scan_calls.values()) <= budget and pages >= 3
-            whole = whole_process_runs(proxy.url, args.runs, expected) if args.runs else {}
-            if args.profile:
-                with tempfile.TemporaryDirectory() as tmp:
-                    env = {"AWS_ENDPOINT_URL": proxy.url, "DATABASE_URL": f"sqlite:///{tmp}/profile.db"}
-                    run_check(env, ("migrate",))
-                    print("\n".join(profile_check(env, before_each=forget_credential_reports).lines()))
-            for kind, walls in whole.items():
-                print(f"whole process ({kind} database): {median(walls):.2f}s median of {len(walls)} "
-                      f"(in-process audit {scan_wall:.2f}s)")  # fmt: skip
-            if not args.skip_naive:
-                proxy.reset_counts()
-                naive_found, naive_wall, naive_cpu = timed(lambda: naive_scan(demo_client(proxy.url)))
-                naive_calls = proxy.total_calls
-                print(f"naive scan:   {naive_wall:.2f}s wall, {naive_cpu:.2f}s CPU, {naive_calls} calls, "
-                      f"found {len(naive_found)} violators")  # fmt: skip
-                ratio = naive_wall / scan_wall
-                call_ratio = naive_calls / sum(scan_calls.values())
-                print(f"speed-up: {ratio:.1f}x (target >= 15x); calls: {call_ratio:.1f}x fewer")
-                print(f"same violators as the naive scan: {naive_found == found}")
-                ok = ok and naive_found == expected and ratio >= 15
-                for kind, target in (("fresh", 25), ("warm", 30)):
-                    if kind in whole:
-                        whole_ratio = naive_wall / median(whole[kind])
-                        print(
-                            f"whole process, {kind} database: {whole_ratio:.1f}x the naive scan (target >= {target}x)"
-                        )
-                        ok = ok and whole_ratio >= target
-            print(f"same violators as seeded: {found == expected}")
+        config = Config(aws_endpoint_url=stand_in.proxy_url)
+        stand_in.cold_report()
+        stand_in.stats(reset=True)
+        result, scan_wall, scan_cpu = timed(lambda: service.run_audit(config))
+        stats = stand_in.stats()
+        scan_calls = dict(stats["calls"])
+        found = {u.user_name for u in result.violations}
+        assert result.accounts[0].error is None, result.accounts[0].error
+        pages = scan_calls.get("LookupEvents", 0)
+        budget = 12 + 3 * args.violators + args.hardware + pages
+        print(f"project scan: {scan_wall:.2f}s wall, {scan_cpu:.2f}s CPU, {sum(scan_calls.values())} calls "
+              f"(budget 12 + 3 x {args.violators} + {args.hardware} + {pages} CloudTrail pages = {budget}), "
+              f"max {stats['max_in_flight']} in flight, found {len(found)} violators, "
+              f"{result.accounts[0].cloudtrail_error or 'CloudTrail read'}")  # fmt: skip
+        print("  calls: " + ", ".join(f"{k}={v}" for k, v in sorted(scan_calls.items())))
+        ok = found == expected and sum(scan_calls.values()) <= budget and pages >= 3
+        whole = whole_process_runs(stand_in, args.runs, expected) if args.runs else {}
+        if args.profile:
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {"AWS_ENDPOINT_URL": stand_in.proxy_url, "DATABASE_URL": f"sqlite:///{tmp}/profile.db"}
+                run_check(env, ("migrate",))
+                print("\n".join(profile_check(env, before_each=stand_in.cold_report).lines()))
+        for kind, walls in whole.items():
+            print(f"whole process ({kind} database): {median(walls):.2f}s median of {len(walls)} "
+                  f"(in-process audit {scan_wall:.2f}s)")  # fmt: skip
+        if not args.skip_naive:
+            stand_in.stats(reset=True)
+            naive_found, naive_wall, naive_cpu = timed(lambda: naive_scan(demo_client(stand_in.proxy_url)))
+            naive_calls = sum(stand_in.stats()["calls"].values())
+            print(f"naive scan:   {naive_wall:.2f}s wall, {naive_cpu:.2f}s CPU, {naive_calls} calls, "
+                  f"found {len(naive_found)} violators")  # fmt: skip
+            ratio = naive_wall / scan_wall
+            call_ratio = naive_calls / sum(scan_calls.values())
+            print(f"speed-up: {ratio:.1f}x (target >= 15x); calls: {call_ratio:.1f}x fewer")
+            print(f"same violators as the naive scan: {naive_found == found}")
+            ok = ok and naive_found == expected and ratio >= 15
+            for kind, target in (("fresh", 25), ("warm", 30)):
+                if kind in whole:
+                    whole_ratio = naive_wall / median(whole[kind])
+                    print(f"whole process, {kind} database: {whole_ratio:.1f}x the naive scan (target >= {target}x)")
+                    ok = ok and whole_ratio >= target
+        print(f"same violators as seeded: {found == expected}")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

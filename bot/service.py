@@ -97,7 +97,11 @@ def account_targets(config: Config, session: aws.AwsSession) -> tuple[list[Accou
     """
     try:
         sts = aws.service_client(session, "sts", config.aws_endpoint_url, config.live_check_concurrency)
-        own_account, partition = aws.account_identity(sts)
+        # The base credentials' IAM client (the own account's audit) is made while GetCallerIdentity
+        # is on the network; service_client keeps it, and a failure here surfaces when it is used.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="iam-client") as early:
+            early.submit(aws.service_client, session, "iam", config.aws_endpoint_url, config.live_check_concurrency)
+            own_account, partition = aws.account_identity(sts)
         listed: list[tuple[str, str | None]]
         if config.aws_organization:
             listed = list(aws.organization_accounts(session, config.aws_endpoint_url))
