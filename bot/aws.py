@@ -237,7 +237,9 @@ def read_changes_since_report(
     facts.changed_since_report = frozenset(
         name for name, at in changes if generated is None or at is None or at >= generated
     )
-    facts.fresh_through = started
+    # CloudTrail was read up to `started`, the report is as of GeneratedTime (later, when the
+    # lookups began while it was generated): together they cover up to the later of the two.
+    facts.fresh_through = max(started, generated) if generated is not None else started
 
 
 def _changes_task(

@@ -78,6 +78,16 @@ def test_a_report_older_than_the_early_start_has_its_gap_looked_up():
     assert len(gap) == 3 and all(r["StartTime"] == GENERATED and r["EndTime"] == early for r in gap)
 
 
+def test_lookups_done_before_the_report_is_dated_are_fresh_through_the_report():
+    # AWS took 20 s to generate the report; the lookups ran meanwhile: the report covers the rest.
+    trail = FakeTrail([])
+    found = facts()
+    begun = GENERATED - timedelta(seconds=20)
+    aws.read_changes_since_report(found, trail, lambda: begun, pacer(), generated_at=lambda: GENERATED,
+                                  looked_up_from=begun - timedelta(seconds=1))  # fmt: skip
+    assert found.fresh_through == GENERATED and found.changed_since_report == frozenset()
+
+
 def test_without_an_early_start_the_lookups_begin_at_the_report():
     trail = FakeTrail([("CreateLoginProfile", "judy", GENERATED + timedelta(seconds=5))])
     found = facts()
