@@ -29,13 +29,18 @@ def _document(result) -> dict:
     return document
 
 
-def test_the_process_path_finds_exactly_what_the_threads_find(organization, iam_proxy):
+def test_the_process_path_finds_exactly_what_the_threads_find(organization, iam_proxy, monkeypatch):
     iam_proxy.fail("AssumeRole", "AccessDenied", status=403, when=organization["sandbox"])
     config = org_config(iam_proxy.url, audit_processes=0)
+    started: list[int] = []
+    real = AccountWorkers
+    monkeypatch.setattr(account_workers, "AccountWorkers", lambda *a, **k: started.append(a[1]) or real(*a, **k))
     now = service.utc_now()
     threads = service.run_audit(config, now=now)
+    assert started == []
     iam_proxy.calls.clear()
     processes = service.run_audit(dataclasses.replace(config, audit_processes=2), now=now)
+    assert started == [2]  # two worker processes did it
     assert _document(processes) == _document(threads)
     by_id = {a.account_id: a for a in processes.accounts}
     denied = "AccessDenied: sts:AssumeRole was denied (grant it in the audit policy)"
@@ -46,6 +51,25 @@ def test_the_process_path_finds_exactly_what_the_threads_find(organization, iam_
     assert processes.peak_accounts_in_flight == 2  # AWS_MAX_CONCURRENCY across the workers, not per worker
     assert iam_proxy.max_keys_in_flight <= 2
     assert iam_proxy.calls["AssumeRole"] == 3  # each worker assumed the roles itself: one per member account
+
+
+def test_check_as_a_process_with_workers_prints_what_the_threads_find(organization, iam_proxy, aws_env):
+    # `python -m bot check`: workers spawned from the bot's own entry point (its __main__ re-imported in each).
+    from tests.test_cli import run_bot
+
+    threads = _document(service.run_audit(org_config(iam_proxy.url, audit_processes=0)))
+    iam_proxy.calls.clear()
+    env = {"AWS_ENDPOINT_URL": iam_proxy.url, "AWS_ORGANIZATION": "true", "AWS_ROLE_NAME": ROLE,
+           "AWS_MAX_CONCURRENCY": "2", "AUDIT_PROCESSES": "2", "REPORT_DEADLINE_SECONDS": "5"}  # fmt: skip
+    done = run_bot("check", "--json", env={**aws_env, **env})
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    printed = json.loads(done.stdout)
+    for account in printed["accounts"]:
+        account.pop("fresh_through", None)
+    assert printed["accounts"] == threads["accounts"]
+    assert printed["summary"] == threads["summary"]
+    assert iam_proxy.calls["AssumeRole"] == 3
 
 
 def _fault(faults: dict[str, str], job: AccountJob) -> None:
