@@ -137,6 +137,19 @@ def in_scope_without_mfa(row: ReportRow, scope: Scope) -> bool:
     return bool(row.password_enabled) or (scope == "all" and bool(row.active_keys))
 
 
+def users_the_report_flags(report_rows: Mapping[str, ReportRow], scope: Scope = "console") -> list[IamUser]:
+    """The users the report's rows flag, as users (no UserId: ListUsers has not answered yet).
+
+    Their live checks can start as soon as the report is read; `users_to_confirm` adds the rest
+    (users missing from the report, unclear rows) once ListUsers is in.
+    """
+    return [
+        IamUser(row.user, row.arn, "", row.user_creation_time)
+        for row in report_rows.values()
+        if row.password_enabled is not None and in_scope_without_mfa(row, scope)
+    ]
+
+
 def users_to_confirm(
     users: Iterable[IamUser],
     report_rows: Mapping[str, ReportRow],
@@ -346,6 +359,7 @@ def judge_user(
     if not console:
         return replace(base, reason=key_only_reason(keys, policy.now, pending_virtual))
     return replace(base, reason=violation_reason(live, policy.now, pending_virtual))
+
 
 def judge_account(facts: AccountFacts, policy: AuditPolicy) -> AccountFindings:
     """Turn one account's facts into findings. An account with an error has no user verdicts."""

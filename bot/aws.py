@@ -313,27 +313,32 @@ def collect_account(
                 on_reads_started()
             facts.alias = next(iter(aliases.result()), None)
             content, facts.report_generated_at = report.result()
-            facts.users = users.result()
-            summary_map = summary.result()
-            virtual_items = virtual.result()
-            facts.virtual_devices = audit.virtual_devices_by_user(virtual_items)
-            facts.pending_virtual_names = audit.pending_virtual_device_names(virtual_items)
             facts.report_rows, report_root = audit.parse_credential_report(content)
-            facts.root = audit.judge_root(
-                audit.summary_flag(summary_map, "AccountMFAEnabled"),
-                facts.virtual_devices,
-                partition,
-                account_id,
-                report_root,
-                password_present=audit.summary_flag(summary_map, "AccountPasswordPresent"),
-                access_keys_present=audit.summary_flag(summary_map, "AccountAccessKeysPresent"),
-            )
-            to_confirm = audit.users_to_confirm(facts.users, facts.report_rows, scope=options.scope)
-            to_list = audit.users_to_list_devices(facts.users, facts.report_rows, facts.virtual_devices, to_confirm)
             wave = LiveWave(iam, options.live_check_concurrency, options.scope)
             try:
+                # The users the report flags are confirmed from now on, while ListUsers and the
+                # virtual devices (the slowest reads) finish; the rest join the wave below.
+                wave.add(audit.users_the_report_flags(facts.report_rows, options.scope))
+                facts.users = users.result()
+                summary_map = summary.result()
+                virtual_items = virtual.result()
+                facts.virtual_devices = audit.virtual_devices_by_user(virtual_items)
+                facts.pending_virtual_names = audit.pending_virtual_device_names(virtual_items)
+                facts.root = audit.judge_root(
+                    audit.summary_flag(summary_map, "AccountMFAEnabled"),
+                    facts.virtual_devices,
+                    partition,
+                    account_id,
+                    report_root,
+                    password_present=audit.summary_flag(summary_map, "AccountPasswordPresent"),
+                    access_keys_present=audit.summary_flag(summary_map, "AccountAccessKeysPresent"),
+                )
+                to_confirm = audit.users_to_confirm(facts.users, facts.report_rows, scope=options.scope)
                 wave.add(to_confirm)
-                wave.add(to_list, devices_only=True)
+                wave.add(
+                    audit.users_to_list_devices(facts.users, facts.report_rows, facts.virtual_devices, to_confirm),
+                    devices_only=True,
+                )
                 changes.result()
                 wave.add(u for u in facts.users if u.name in facts.changed_since_report)
             finally:

@@ -461,3 +461,14 @@ def test_a_key_only_user_can_be_exempt_and_is_never_in_grace():
     assert judge(facts, scope="all")["ci"].status == "exempt"
     facts = facts_for(report(key_row("ci", "false", "false")), [user("ci")], live={arn("ci"): live(None)})
     assert judge(facts, scope="all", grace_period_days=30)["ci"].status == "violation"
+
+
+def test_the_users_the_report_flags_are_known_before_list_users_answers():
+    rows, root = audit.parse_credential_report(
+        report(row("flagged", "true", "false"), row("fay", "true", "true"), row("nomfa", "false", "false"))
+    )
+    early = audit.users_the_report_flags(rows)
+    assert [(u.name, u.arn) for u in early] == [("flagged", arn("flagged"))]
+    assert root is None or root.arn not in {u.arn for u in early}
+    # once ListUsers is in, the same user is among those to confirm: the wave confirms it once (by ARN)
+    assert {u.arn for u in early} <= {u.arn for u in audit.users_to_confirm([user("flagged"), user("fay")], rows)}

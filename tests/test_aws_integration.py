@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from bot import aws, service
 from bot.config import Config
-from bot.demo import DEMO_VIOLATORS, demo_client
+from bot.demo import DEMO_VIOLATORS, add_user, demo_client
 from bot.models import AuditResult
 from bot.pacing import Pacer
 from bot.report import exit_code, to_json, to_text
@@ -293,3 +293,20 @@ def test_report_deadline_is_honoured_without_real_sleeping():
     with stub, pytest.raises(aws.AccountReadError, match="not available after 3s"):
         aws.fetch_credential_report(iam, 3.0, sleep=waits.append, clock=clock)
     assert waits == [0.1, 0.2]  # polled soon, then backing off
+
+
+def test_users_the_report_flags_but_gone_or_re_created_since_are_judged_as_they_are_now(demo_account, iam_proxy):
+    # The first audit has the report made; the stand-in keeps serving that report, as AWS does for 4 hours.
+    assert {u.user_name for u in audit_via(iam_proxy.url).violations} == DEMO_VIOLATORS
+    iam = demo_client(demo_account)
+    iam.delete_login_profile(UserName="erin")
+    iam.delete_user(UserName="erin")  # flagged by the report, deleted since
+    iam.delete_login_profile(UserName="bob")
+    iam.delete_user(UserName="bob")
+    add_user(iam, "bob", console=True, mfa="virtual")  # the same name (and ARN), now with MFA
+    result = audit_via(iam_proxy.url)
+    account = result.accounts[0]
+    assert account.error is None
+    assert "erin" not in statuses(result)
+    assert statuses(result)["bob"] == "compliant"
+    assert {u.user_name for u in result.violations} == DEMO_VIOLATORS - {"bob", "erin"}
