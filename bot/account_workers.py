@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -86,7 +86,7 @@ class WorkerSpec:
     """What a worker needs to collect (no Slack token, no database URL, no credentials)."""
 
     endpoint_url: str | None
-    external_id: str | None
+    external_id: str | None = field(repr=False)  # a secret: never shown
     concurrency: int  # LIVE_CHECK_CONCURRENCY: the connection pool of each client
     options: aws.CollectOptions
     cloudtrail_rate: Rate  # the parent's pacing of LookupEvents (per account)
@@ -211,8 +211,14 @@ class AccountWorkers:
                 name="mfa-bot-audit-worker",
                 daemon=True,
             )
-            process.start()
-            child_end.close()
+            try:
+                process.start()
+            except OSError as exc:  # no process to be had (a limit): the accounts are audited in threads
+                logger.warning("no audit worker process started (%s): auditing in threads", exc)
+                parent_end.close()
+                continue
+            finally:
+                child_end.close()
             self._workers.append(_Worker(process, parent_end))
 
     def __enter__(self) -> AccountWorkers:

@@ -161,3 +161,13 @@ def test_a_bad_audit_processes_is_one_line(raw, message):
     with pytest.raises(ConfigError) as caught:
         load_config({"AUDIT_PROCESSES": raw}, dotenv_path=None)
     assert str(caught.value) == message
+
+
+def test_what_goes_to_the_workers_holds_no_slack_token_or_database_url_and_never_shows_the_external_id():
+    config = Config(
+        slack_bot_token="xoxb-secret-token", database_url="postgresql://u:pw@db/x", aws_external_id="ext-secret"
+    )
+    spec = WorkerSpec.of(config, service.collect_options(config))
+    assert spec.external_id == "ext-secret"  # needed to assume the roles
+    assert "ext-secret" not in repr(spec)
+    assert not {"xoxb-secret-token", "pw"} & {str(v) for v in dataclasses.asdict(spec).values()}
