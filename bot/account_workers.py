@@ -41,7 +41,7 @@ from bot.rate import Rate
 logger = logging.getLogger(__name__)
 
 AUTO_MIN_ACCOUNTS = 8  # `auto` starts workers for this many accounts or more (fewer: the spawn cost is not won back)
-AUTO_MIN_CPUS = 4  # and on this many CPUs or more: on 2, threads measured faster (docs/benchmarks.md)
+AUTO_MIN_CPUS = 4  # and on this many CPUs or more: on 2, workers measured no faster (docs/benchmarks.md)
 DEADLINE_MARGIN_SECONDS = 600.0  # an account's deadline: the report's deadline plus this
 STOP_WAIT_SECONDS = 5.0
 
