@@ -52,7 +52,6 @@ from bot.aws_reads import (
     live_state,
     user_changes_since,
     user_tags,
-    users_changed_since,
 )
 from bot.models import AccountFacts, IamUser, LiveState, MfaDevice, Scope
 from bot.rate import Pacer, Rate
@@ -90,7 +89,6 @@ __all__ = [
     "service_client",
     "user_changes_since",
     "user_tags",
-    "users_changed_since",
 ]
 
 logger = logging.getLogger(__name__)

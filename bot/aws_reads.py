@@ -215,12 +215,6 @@ def user_changes_since(
     return changes, requests
 
 
-def users_changed_since(cloudtrail: Any, since: datetime, pacer: Pacer) -> tuple[frozenset[str], int]:
-    """(names of users CloudTrail says changed since `since`, LookupEvents requests made)."""
-    changes, requests = user_changes_since(cloudtrail, since, pacer)
-    return frozenset(name for name, _ in changes), requests
-
-
 def _event_time(event: dict[str, Any]) -> datetime | None:
     """An event's EventTime as an aware datetime (botocore parses it), or None when absent or odd."""
     value = event.get("EventTime")
