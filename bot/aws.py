@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from bot import audit
 from bot.aws_clients import (
@@ -53,6 +54,7 @@ from bot.aws_reads import (
     user_changes_since,
     user_tags,
 )
+from bot.iam_query import lean_iam_reads
 from bot.models import AccountFacts, IamUser, LiveState, MfaDevice, Scope
 from bot.rate import Pacer, Rate
 
@@ -78,6 +80,7 @@ __all__ = [
     "describe_error",
     "fetch_credential_report",
     "iam_region",
+    "lean_iam_reads",
     "list_mfa_devices",
     "list_users",
     "list_virtual_devices",
@@ -227,7 +230,7 @@ def read_changes_since_report(
             if generated is None or generated < looked_up_from:
                 gap, _ = user_changes_since(cloudtrail, generated or started - REPORT_MAX_AGE, pacer, looked_up_from)
                 changes += gap
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         facts.fresh_through, facts.cloudtrail_error = report_time(), _cloudtrail_code(exc)
         logger.warning("account %s: CloudTrail not readable, findings as of the report: %s",
                        facts.account_id, describe_error(exc))  # fmt: skip
@@ -342,7 +345,7 @@ def collect_account(
             finally:
                 checks = wave.finish()
         facts.live, facts.tags, facts.devices = checks.live, checks.tags, checks.devices
-    except (ClientError, BotoCoreError, AccountReadError, audit.ReportFormatError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError, AccountReadError, audit.ReportFormatError) as exc:
         facts.error = describe_error(exc)
         logger.warning("audit of account %s failed: %s", account_id, facts.error)
     return facts

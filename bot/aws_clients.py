@@ -86,6 +86,16 @@ class Session:
         region: str | None = self._session.get_config_variable("region")
         return region
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle clients verify TLS with (AWS_CA_BUNDLE, the profile's ca_bundle), or None: botocore's."""
+        bundle: str | None = self._session.get_config_variable("ca_bundle")
+        return bundle
+
+    def get_credentials(self) -> Any:
+        """The session's credentials (botocore's, refreshed as they expire), or None when none are found."""
+        return self._session.get_credentials()
+
     def client(self, service_name: str, region_name: str | None = None, **kwargs: Any) -> Any:
         """A new botocore client (the same keyword arguments as boto3's `Session.client`)."""
         return self._session.create_client(service_name, region_name=region_name, **kwargs)

@@ -23,6 +23,7 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
+from botocore.parsers import ResponseParserError
 
 from bot import audit
 from bot.models import IamUser, LiveState, MfaDevice
@@ -71,6 +72,8 @@ def describe_error(exc: BaseException) -> str:
         return f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url', '')}".rstrip()
     if isinstance(exc, BotoCoreError):
         return f"AWS client error: {exc}"
+    if isinstance(exc, ResponseParserError):  # its text quotes the answer: never echoed
+        return "AWS sent an answer that could not be parsed (ResponseParserError); audit not trusted"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -154,9 +154,7 @@ def import_to_security_hub(
     return error
 
 
-def cloudtrail_client(
-    config: Config, base: aws.AwsSession, partition: str, credentials: dict[str, str] | None
-) -> Any:
+def cloudtrail_client(config: Config, base: aws.AwsSession, partition: str, credentials: dict[str, str] | None) -> Any:
     """A CloudTrail client for one account, in its partition's IAM region (where IAM's events are)."""
     return aws.service_client(
         base, "cloudtrail", config.aws_endpoint_url, 1, credentials, region=aws.iam_region(partition)
@@ -178,6 +176,7 @@ def audit_target(
     try:
         credentials = account_credentials(config, base, target)
         iam = aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
+        iam = aws.lean_iam_reads(iam, base, credentials, config.live_check_concurrency)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)
