@@ -56,7 +56,9 @@ CATEGORIES = (
     ("signing", ("botocore/signers.py", "sign")),
     ("response parsing", ("botocore/parsers.py", "parse")),
     ("request serialization", ("botocore/serialize.py", "serialize_to_request")),
-    ("HTTP (send, receive, connect)", ("botocore/endpoint.py", "_send")),
+    ("HTTP via botocore (send, receive, connect)", ("botocore/endpoint.py", "_send")),
+    ("lean IAM reads, all in (sign, send, parse)", ("bot/iam_query.py", "_call")),
+    ("HTTP via urllib3 (both paths)", ("urllib3/connectionpool.py", "urlopen")),
     ("the audit (pure rule)", ("bot/audit.py", "judge_account")),
     ("credential report parsing", ("bot/audit.py", "parse_credential_report")),
     ("store: record the result", ("bot/service.py", "record_result")),
@@ -96,7 +98,8 @@ def _api_calls(stats: pstats.Stats) -> int:
     return sum(
         nc
         for (file, _, name), (_, nc, _, _, _) in raw.items()
-        if file.endswith("botocore/client.py") and name == "_make_api_call"
+        if (file.endswith("botocore/client.py") and name == "_make_api_call")
+        or (file.endswith("bot/iam_query.py") and name == "_attempt")
     )
 
 
