@@ -113,7 +113,7 @@ def collect_job(spec: WorkerSpec, session: aws.AwsSession, job: AccountJob) -> A
             sts = aws.service_client(session, "sts", spec.endpoint_url, spec.concurrency)
             credentials = aws.assume_role(sts, job.role_arn, spec.external_id)
         iam = aws.service_client(session, "iam", spec.endpoint_url, spec.concurrency, credentials)
-        iam = aws.lean_iam_reads(iam, session, credentials, spec.concurrency)
+        iam = aws.lean_iam_reads(iam, session, credentials)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", job.account_id, error)

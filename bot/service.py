@@ -176,7 +176,7 @@ def audit_target(
     try:
         credentials = account_credentials(config, base, target)
         iam = aws.service_client(base, "iam", config.aws_endpoint_url, config.live_check_concurrency, credentials)
-        iam = aws.lean_iam_reads(iam, base, credentials, config.live_check_concurrency)
+        iam = aws.lean_iam_reads(iam, base, credentials)
     except (ClientError, BotoCoreError) as exc:
         error = aws.describe_error(exc)
         logger.warning("audit of account %s failed: %s", target.account_id, error)

@@ -7,7 +7,9 @@ small local HTTP server; and the cases where the lean path must stay off.
 
 from __future__ import annotations
 
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,8 +17,9 @@ from typing import Any
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ReadTimeoutError, SSLError
 from botocore.parsers import ResponseParserError
 
 from bot.aws_clients import Session, service_client
@@ -78,7 +81,7 @@ def seeded(moto_url: str, aws_env: dict[str, str]) -> str:
 def _lean(url: str) -> tuple[Any, Any]:
     session = Session()
     client = service_client(session, "iam", url, 4)
-    reads = lean_iam_reads(client, session, None, 4)
+    reads = lean_iam_reads(client, session, None)
     assert isinstance(reads, LeanIamReads)
     assert not reads.lean  # nothing heard from botocore yet
     reads.list_account_aliases()  # botocore's call: its credential scope is heard
@@ -129,12 +132,17 @@ class _Scripted(BaseHTTPRequestHandler):
         server: Any = self.server
         length = int(self.headers.get("Content-Length", 0))
         server.requests.append((dict(self.headers), self.rfile.read(length)))
+        server.peers.append(self.client_address)
+        if server.delay:
+            time.sleep(server.delay)
         status, body = server.script.pop(0) if server.script else server.default
         self.send_response(status)
         self.send_header("Content-Type", "text/xml")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if server.drop_after_answer:  # gone without a word, as an idle keep-alive connection can be
+            self.close_connection = True
 
 
 OK_TAGS = (
@@ -152,10 +160,26 @@ def _error(status: int, code: str) -> tuple[int, bytes]:
     ).encode()
 
 
+def _serve(handler: type[BaseHTTPRequestHandler], wrap: Any = None) -> Any:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if wrap is not None:
+        server.socket = wrap(server.socket)
+    server.script, server.requests, server.peers, server.default = [], [], [], OK_TAGS
+    server.delay, server.drop_after_answer = 0.0, False
+    return server
+
+
+class _KeepAlive(_Scripted):
+    protocol_version = "HTTP/1.1"
+
+
 @pytest.fixture
 def scripted() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    server.script, server.requests, server.default = [], [], OK_TAGS
+    server = _serve(_Scripted)
+    yield from _running(server)
+
+
+def _running(server: Any) -> Iterator[Any]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -163,10 +187,19 @@ def scripted() -> Iterator[Any]:
     server.server_close()
 
 
-def _reads_on(server: Any, sleeps: list[float]) -> LeanIamReads:
+@pytest.fixture
+def keep_alive() -> Iterator[Any]:
+    yield from _running(_serve(_KeepAlive))
+
+
+def _reads_on(
+    server: Any, sleeps: list[float], scheme: str = "http", verify: Any = True, **config: Any
+) -> LeanIamReads:
     session = Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="secret", region_name="us-east-1")
-    client = session.client("iam", endpoint_url=f"http://127.0.0.1:{server.server_port}")
-    reads = LeanIamReads(client, lambda: ("AKIDTEST", "secret", None), sleep=sleeps.append)
+    client = session.client(
+        "iam", endpoint_url=f"{scheme}://localhost:{server.server_port}", verify=verify, config=BotoConfig(**config)
+    )
+    reads = LeanIamReads(client, lambda: ("AKIDTEST", "secret", None), verify=verify, sleep=sleeps.append)
     server.script.append(OK_TAGS)
     client.list_user_tags(UserName="x")  # through botocore: the scope is heard
     assert reads.lean
@@ -248,7 +281,6 @@ def test_an_unreachable_endpoint_raises_botocores_connection_error(scripted: Any
     reads = _reads_on(scripted, sleeps)
     scripted.shutdown()
     scripted.server_close()
-    reads._pool.clear()  # no connection kept from before: each attempt connects, and is refused
     with pytest.raises(EndpointConnectionError):
         reads.list_user_tags(UserName="x")
     assert len(sleeps) == 2  # retried as a transient failure first
@@ -281,4 +313,89 @@ def test_sessions_not_the_bots_keep_the_botocore_client():
     import boto3
 
     client = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1").client("iam")
-    assert lean_iam_reads(client, object(), None, 4) is client
+    assert lean_iam_reads(client, object(), None) is client
+
+
+def test_a_kept_alive_connection_is_reused_and_one_the_server_dropped_is_replaced(keep_alive: Any):
+    reads = _reads_on(keep_alive, [])
+    for _ in range(3):
+        assert reads.list_user_tags(UserName="x")["Tags"] == [{"Key": "k", "Value": "v"}]
+    assert len(set(keep_alive.peers[-3:])) == 1  # one connection for the three
+    keep_alive.drop_after_answer = True
+    reads.list_user_tags(UserName="x")  # answered, then the server drops the connection silently
+    keep_alive.drop_after_answer = False
+    answer = reads.list_user_tags(UserName="x")  # the dead connection fails; a new one answers
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 0
+    assert keep_alive.peers[-1] != keep_alive.peers[-2]
+
+
+def test_a_slow_answer_is_a_read_timeout(scripted: Any):
+    sleeps: list[float] = []
+    reads = _reads_on(scripted, sleeps, read_timeout=0.2)
+    scripted.delay = 0.5
+    with pytest.raises(ReadTimeoutError):
+        reads.get_login_profile(UserName="x")
+    assert len(sleeps) == 2  # transient: retried, as botocore does
+
+
+def _certificate(tmp_path: Any, host: str) -> tuple[str, str]:
+    """A self-signed certificate for `host` (and its key), as PEM files."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / f"{host}.pem", tmp_path / f"{host}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.parametrize(("served_as", "trusted"), [("localhost", False), ("elsewhere.test", True)])
+def test_tls_is_checked_chain_and_host_name(tmp_path: Any, served_as: str, trusted: bool):
+    cert, key = _certificate(tmp_path, served_as)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = _serve(_Scripted, lambda sock: context.wrap_socket(sock, server_side=True))
+    running = _running(server)
+    next(running)
+    try:
+        session = Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="secret", region_name="us-east-1")
+        client = session.client("iam", endpoint_url=f"https://localhost:{server.server_port}", verify=False)
+        reads = LeanIamReads(client, lambda: ("AKIDTEST", "secret", None), verify=cert if trusted else True)
+        reads._scope = ("us-east-1", "iam")  # botocore's side (unverified here) is not what is tested
+        with pytest.raises(SSLError):  # an unknown issuer, or a certificate for another host
+            reads.list_user_tags(UserName="x")
+        assert server.requests == []  # nothing was sent
+    finally:
+        next(running, None)
+
+
+def test_tls_with_a_trusted_certificate_for_the_host_answers(tmp_path: Any):
+    cert, key = _certificate(tmp_path, "localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = _serve(_Scripted, lambda sock: context.wrap_socket(sock, server_side=True))
+    running = _running(server)
+    next(running)
+    try:
+        reads = _reads_on(server, [], scheme="https", verify=cert)
+        assert reads.list_user_tags(UserName="x")["Tags"] == [{"Key": "k", "Value": "v"}]
+        assert len(server.requests) == 1
+    finally:
+        next(running, None)
