@@ -58,7 +58,7 @@ CATEGORIES = (
     ("request serialization", ("botocore/serialize.py", "serialize_to_request")),
     ("HTTP via botocore (send, receive, connect)", ("botocore/endpoint.py", "_send")),
     ("lean IAM reads, all in (sign, send, parse)", ("bot/iam_query.py", "_call")),
-    ("HTTP via urllib3 (both paths)", ("urllib3/connectionpool.py", "urlopen")),
+    ("HTTP via urllib3 (botocore's pool)", ("urllib3/connectionpool.py", "urlopen")),
     ("the audit (pure rule)", ("bot/audit.py", "judge_account")),
     ("credential report parsing", ("bot/audit.py", "parse_credential_report")),
     ("store: record the result", ("bot/service.py", "record_result")),

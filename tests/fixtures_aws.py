@@ -26,6 +26,15 @@ FAKE_AWS_ENV = {
 }
 
 
+def seed_users(moto_url: str, users: dict[str, dict[str, Any]]) -> str:
+    """Create `users` ({name: {"console", "mfa", "tags", "reset"}}) in the demo account; the URL back."""
+    iam = demo_client(moto_url)
+    for name, kind in users.items():
+        add_user(iam, name, console=kind["console"], mfa=kind.get("mfa"), tags=kind.get("tags"),
+                 reset=kind.get("reset", False))  # fmt: skip
+    return moto_url
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's IAM/STS server on a loopback port for the whole session; yields its URL."""

@@ -7,6 +7,7 @@ small local HTTP server; and the cases where the lean path must stay off.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -24,8 +25,8 @@ from botocore.parsers import ResponseParserError
 
 from bot.aws_clients import Session, service_client
 from bot.aws_reads import describe_error, user_tags
-from bot.demo import add_user, demo_client
 from bot.iam_query import CONTENT_TYPE, LeanIamReads, lean_iam_reads, sigv4_headers
+from tests.fixtures_aws import seed_users
 
 USERS = {
     "alice": {"console": True, "mfa": "virtual", "tags": {"email": "alice@example.com", "team": 'a&b <c> "d"'}},
@@ -71,11 +72,7 @@ def test_a_different_key_region_or_body_changes_the_signature():
 
 @pytest.fixture
 def seeded(moto_url: str, aws_env: dict[str, str]) -> str:
-    iam = demo_client(moto_url)
-    for name, kind in USERS.items():
-        add_user(iam, name, console=kind["console"], mfa=kind.get("mfa"), tags=kind.get("tags"),
-                 reset=kind.get("reset", False))  # fmt: skip
-    return moto_url
+    return seed_users(moto_url, USERS)
 
 
 def _lean(url: str) -> tuple[Any, Any]:
@@ -366,15 +363,23 @@ def _certificate(tmp_path: Any, host: str) -> tuple[str, str]:
     return str(cert_file), str(key_file)
 
 
-@pytest.mark.parametrize(("served_as", "trusted"), [("localhost", False), ("elsewhere.test", True)])
-def test_tls_is_checked_chain_and_host_name(tmp_path: Any, served_as: str, trusted: bool):
-    cert, key = _certificate(tmp_path, served_as)
+@contextlib.contextmanager
+def _tls_server(tmp_path: Any, host: str) -> Iterator[tuple[Any, str]]:
+    """A scripted server on TLS with a self-signed certificate for `host`: (server, the certificate's file)."""
+    cert, key = _certificate(tmp_path, host)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    server = _serve(_Scripted, lambda sock: context.wrap_socket(sock, server_side=True))
-    running = _running(server)
-    next(running)
+    running = _running(_serve(_Scripted, lambda sock: context.wrap_socket(sock, server_side=True)))
+    server = next(running)
     try:
+        yield server, cert
+    finally:
+        next(running, None)
+
+
+@pytest.mark.parametrize(("served_as", "trusted"), [("localhost", False), ("elsewhere.test", True)])
+def test_tls_is_checked_chain_and_host_name(tmp_path: Any, served_as: str, trusted: bool):
+    with _tls_server(tmp_path, served_as) as (server, cert):
         session = Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="secret", region_name="us-east-1")
         client = session.client("iam", endpoint_url=f"https://localhost:{server.server_port}", verify=False)
         reads = LeanIamReads(client, lambda: ("AKIDTEST", "secret", None), verify=cert if trusted else True)
@@ -382,20 +387,10 @@ def test_tls_is_checked_chain_and_host_name(tmp_path: Any, served_as: str, trust
         with pytest.raises(SSLError):  # an unknown issuer, or a certificate for another host
             reads.list_user_tags(UserName="x")
         assert server.requests == []  # nothing was sent
-    finally:
-        next(running, None)
 
 
 def test_tls_with_a_trusted_certificate_for_the_host_answers(tmp_path: Any):
-    cert, key = _certificate(tmp_path, "localhost")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server = _serve(_Scripted, lambda sock: context.wrap_socket(sock, server_side=True))
-    running = _running(server)
-    next(running)
-    try:
+    with _tls_server(tmp_path, "localhost") as (server, cert):
         reads = _reads_on(server, [], scheme="https", verify=cert)
         assert reads.list_user_tags(UserName="x")["Tags"] == [{"Key": "k", "Value": "v"}]
         assert len(server.requests) == 1
-    finally:
-        next(running, None)

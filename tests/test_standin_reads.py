@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from bot.demo import _iam_backend, add_user, demo_client, moto_wsgi_app
 from bot.standin_reads import list_answer
+from tests.fixtures_aws import seed_users
 from tests.iam_proxy import IamProxy
 
 USERS = {
@@ -46,11 +47,7 @@ def _answer(iam: Any, op: str, name: str | None, **params: Any) -> tuple[int, by
 
 @pytest.fixture
 def seeded(moto_url: str, aws_env: dict[str, str]) -> str:
-    iam = demo_client(moto_url)
-    for name, kind in USERS.items():
-        add_user(iam, name, console=kind["console"], mfa=kind.get("mfa"), tags=kind.get("tags"),
-                 reset=kind.get("reset", False))  # fmt: skip
-    return moto_url
+    return seed_users(moto_url, USERS)
 
 
 def test_the_stand_in_answers_as_moto_does(seeded: str):
