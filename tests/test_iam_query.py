@@ -163,6 +163,7 @@ def _serve(handler: type[BaseHTTPRequestHandler], wrap: Any = None) -> Any:
         server.socket = wrap(server.socket)
     server.script, server.requests, server.peers, server.default = [], [], [], OK_TAGS
     server.delay, server.drop_after_answer = 0.0, False
+    server.handle_error = lambda request, client_address: None  # a client that gave up (timeout tests): no trace
     return server
 
 
