@@ -99,6 +99,10 @@ class _Answer:
         self.status_code, self.headers = status_code, headers
 
 
+# A connection the server closed under us (a kept-alive one may have been dropped while idle).
+_DROPPED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 class _Connections:
     """One keep-alive http.client connection per thread to one endpoint (a closed one is reopened).
 
@@ -121,17 +125,14 @@ class _Connections:
         if conn is None:
             conn = self._local.conn = self._new()
         kept_alive = conn.sock is not None
-        try:
-            return self._exchange(conn, body, headers)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-            conn.close()
-            if not kept_alive:
-                raise boto_errors.ConnectionClosedError(endpoint_url=self.url, error=exc) from exc
-        try:
-            return self._exchange(conn, body, headers)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-            conn.close()
-            raise boto_errors.ConnectionClosedError(endpoint_url=self.url, error=exc) from exc
+        for last_try in (not kept_alive, True):
+            try:
+                return self._exchange(conn, body, headers)
+            except _DROPPED as exc:
+                conn.close()
+                if last_try:
+                    raise boto_errors.ConnectionClosedError(endpoint_url=self.url, error=exc) from exc
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _new(self) -> http.client.HTTPConnection:
         if self._context is not None:
@@ -161,8 +162,8 @@ class _Connections:
             conn.request("POST", self._path, body, headers)
             response = conn.getresponse()
             data = response.read()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            raise
+        except _DROPPED:
+            raise  # `post` decides: a new connection, or the error
         except TimeoutError as exc:
             conn.close()
             raise boto_errors.ReadTimeoutError(endpoint_url=self.url, error=exc) from exc
@@ -202,8 +203,7 @@ class LeanIamReads:
         config = meta.config
         scheme = urllib.parse.urlsplit(self._url).scheme
         self._usable = scheme in {"http", "https"} and not get_environ_proxies(self._url) and not config.proxies
-        self._scope: tuple[str, str] | None = None  # (region, service) botocore signed with
-        self._scope_lock = threading.Lock()
+        self._scope: tuple[str, str] | None = None  # (region, service) botocore signed with (set once)
         self._models = {op: meta.service_model.operation_model(op) for op in LEAN_OPERATIONS.values()}
         self._api_version: str = meta.service_model.api_version
         max_attempts = (config.retries or {}).get("total_max_attempts") or standard.DEFAULT_MAX_ATTEMPTS
@@ -247,8 +247,7 @@ class LeanIamReads:
             return
         access_key, region, service = match.groups()
         if access_key == self._credentials()[0] and request.url.startswith(self._url.rstrip("/")):
-            with self._scope_lock:
-                self._scope = (region, service)
+            self._scope = (region, service)
 
     def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if not self.lean:
@@ -304,18 +303,17 @@ class LeanIamReads:
         return parsed, answer, None
 
 
-def credentials_of(session: Any, credentials: dict[str, str] | None) -> Callable[[], Credentials] | None:
+def credentials_of(session: Session, credentials: dict[str, str] | None) -> Callable[[], Credentials] | None:
     """What LeanIamReads signs with: the assumed role's keys, or the session's own (refreshed as they expire).
 
-    None when the session cannot say (then the botocore client stays the only path).
+    None when the session has none (then the botocore client stays the only path).
     """
     if credentials is not None:
         keys = (
             credentials["aws_access_key_id"], credentials["aws_secret_access_key"], credentials.get("aws_session_token")
         )  # fmt: skip
         return lambda: keys
-    get_credentials = getattr(session, "get_credentials", None)
-    provider = get_credentials() if get_credentials is not None else None
+    provider = session.get_credentials()
     if provider is None:
         return None
 
